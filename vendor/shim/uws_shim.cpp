@@ -1,0 +1,381 @@
+// uws_shim.cpp: the uws crate's C ABI over uWebSockets (see uws_shim.h).
+// Part of the uws crate, not upstream code.
+
+#include "uws_shim.h"
+
+#include "App.h"
+
+namespace {
+
+// The per-socket user data: one pointer owned by the Rust side.
+struct UserData {
+    void *user = nullptr;
+};
+
+template <bool SSL>
+using App = uWS::TemplatedApp<SSL>;
+template <bool SSL>
+using Ws = uWS::WebSocket<SSL, true, UserData>;
+template <bool SSL>
+using Res = uWS::HttpResponse<SSL>;
+
+template <bool SSL>
+App<SSL> *app(uws_app_t *a) { return reinterpret_cast<App<SSL> *>(a); }
+template <bool SSL>
+Ws<SSL> *ws(uws_ws_t *w) { return reinterpret_cast<Ws<SSL> *>(w); }
+template <bool SSL>
+Res<SSL> *res(uws_res_t *r) { return reinterpret_cast<Res<SSL> *>(r); }
+uWS::HttpRequest *req(uws_req_t *r) { return reinterpret_cast<uWS::HttpRequest *>(r); }
+
+template <bool SSL>
+uws_ws_t *handle(Ws<SSL> *w) { return reinterpret_cast<uws_ws_t *>(w); }
+
+std::string_view sv(const char *data, size_t length) {
+    return length ? std::string_view(data, length) : std::string_view();
+}
+
+const char *out(std::string_view s, size_t *length) {
+    *length = s.length();
+    return s.data();
+}
+
+template <bool SSL>
+int register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
+    if ((b->idle_timeout > 0 && b->idle_timeout < 8) || b->idle_timeout > 960 || b->max_lifetime > 240) {
+        return 0;
+    }
+    typename App<SSL>::template WebSocketBehavior<UserData> behavior;
+    behavior.compression = (uWS::CompressOptions) b->compression;
+    behavior.maxPayloadLength = b->max_payload_length;
+    behavior.idleTimeout = b->idle_timeout;
+    behavior.maxBackpressure = b->max_backpressure;
+    behavior.closeOnBackpressureLimit = b->close_on_backpressure_limit != 0;
+    behavior.resetIdleTimeoutOnSend = b->reset_idle_timeout_on_send != 0;
+    behavior.sendPingsAutomatically = b->send_pings_automatically != 0;
+    behavior.maxLifetime = b->max_lifetime;
+    void *ctx = b->ctx;
+    if (auto cb = b->upgrade) {
+        behavior.upgrade = [cb, ctx](Res<SSL> *r, uWS::HttpRequest *q, us_socket_context_t *c) {
+            cb(ctx, reinterpret_cast<uws_res_t *>(r), reinterpret_cast<uws_req_t *>(q), c);
+        };
+    }
+    if (auto cb = b->open) {
+        behavior.open = [cb, ctx](Ws<SSL> *w) { cb(ctx, handle(w), w->getUserData()->user); };
+    }
+    if (auto cb = b->message) {
+        behavior.message = [cb, ctx](Ws<SSL> *w, std::string_view m, uWS::OpCode op) {
+            cb(ctx, handle(w), w->getUserData()->user, m.data(), m.length(), (uws_opcode_t) op);
+        };
+    }
+    if (auto cb = b->dropped) {
+        behavior.dropped = [cb, ctx](Ws<SSL> *w, std::string_view m, uWS::OpCode op) {
+            cb(ctx, handle(w), w->getUserData()->user, m.data(), m.length(), (uws_opcode_t) op);
+        };
+    }
+    if (auto cb = b->drain) {
+        behavior.drain = [cb, ctx](Ws<SSL> *w) { cb(ctx, handle(w), w->getUserData()->user); };
+    }
+    if (auto cb = b->ping) {
+        behavior.ping = [cb, ctx](Ws<SSL> *w, std::string_view m) {
+            cb(ctx, handle(w), w->getUserData()->user, m.data(), m.length());
+        };
+    }
+    if (auto cb = b->pong) {
+        behavior.pong = [cb, ctx](Ws<SSL> *w, std::string_view m) {
+            cb(ctx, handle(w), w->getUserData()->user, m.data(), m.length());
+        };
+    }
+    if (auto cb = b->subscription) {
+        behavior.subscription = [cb, ctx](Ws<SSL> *w, std::string_view t, int now, int before) {
+            cb(ctx, handle(w), w->getUserData()->user, t.data(), t.length(), now, before);
+        };
+    }
+    if (auto cb = b->close) {
+        behavior.close = [cb, ctx](Ws<SSL> *w, int code, std::string_view m) {
+            cb(ctx, handle(w), w->getUserData()->user, code, m.data(), m.length());
+        };
+    }
+    a->template ws<UserData>(pattern, std::move(behavior));
+    return 1;
+}
+
+template <bool SSL>
+uws_listen_t *listened(App<SSL> *a, auto &&listen) {
+    us_listen_socket_t *ls = nullptr;
+    listen(a, [&ls](us_listen_socket_t *s) { ls = s; });
+    return reinterpret_cast<uws_listen_t *>(ls);
+}
+
+void remote_address(int ssl, us_socket_t *s, char *buf, int *length) {
+    us_socket_remote_address(ssl, s, buf, length);
+    if (*length != 4 && *length != 16) {
+        *length = 0;
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+uws_loop_t *uws_loop_get(void) noexcept { return reinterpret_cast<uws_loop_t *>(uWS::Loop::get()); }
+
+void uws_loop_run(uws_loop_t *loop) noexcept { reinterpret_cast<uWS::Loop *>(loop)->run(); }
+
+void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, void *arg) noexcept {
+    reinterpret_cast<uWS::Loop *>(loop)->defer([cb, arg]() { cb(arg); });
+}
+
+namespace {
+struct TimerData {
+    uws_callback_t cb;
+    void *arg;
+};
+}  // namespace
+
+uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) noexcept {
+    us_timer_t *t = us_create_timer(reinterpret_cast<us_loop_t *>(loop), fallthrough, sizeof(TimerData));
+    *static_cast<TimerData *>(us_timer_ext(t)) = TimerData{nullptr, nullptr};
+    return reinterpret_cast<uws_timer_t *>(t);
+}
+
+void uws_timer_set(uws_timer_t *timer, uws_callback_t cb, void *arg, int ms, int repeat_ms) noexcept {
+    us_timer_t *t = reinterpret_cast<us_timer_t *>(timer);
+    *static_cast<TimerData *>(us_timer_ext(t)) = TimerData{cb, arg};
+    us_timer_set(t, [](us_timer_t *t) {
+        TimerData *d = static_cast<TimerData *>(us_timer_ext(t));
+        d->cb(d->arg);
+    }, ms, repeat_ms);
+}
+
+void uws_timer_close(uws_timer_t *timer) noexcept { us_timer_close(reinterpret_cast<us_timer_t *>(timer)); }
+
+uws_app_t *uws_app_create(int ssl, const uws_tls_options_t *options) noexcept {
+    uWS::SocketContextOptions o;
+    if (options) {
+        o.key_file_name = options->key_file_name;
+        o.cert_file_name = options->cert_file_name;
+        o.passphrase = options->passphrase;
+        o.dh_params_file_name = options->dh_params_file_name;
+        o.ca_file_name = options->ca_file_name;
+        o.ssl_ciphers = options->ssl_ciphers;
+        o.ssl_prefer_low_memory_usage = options->ssl_prefer_low_memory_usage;
+    }
+    if (ssl) {
+        auto *a = new App<true>(o);
+        if (a->constructorFailed()) {
+            delete a;
+            return nullptr;
+        }
+        return reinterpret_cast<uws_app_t *>(a);
+    }
+    auto *a = new App<false>(o);
+    if (a->constructorFailed()) {
+        delete a;
+        return nullptr;
+    }
+    return reinterpret_cast<uws_app_t *>(a);
+}
+
+void uws_app_destroy(int ssl, uws_app_t *a) noexcept {
+    if (ssl) {
+        delete app<true>(a);
+    } else {
+        delete app<false>(a);
+    }
+}
+
+void uws_app_any(int ssl, uws_app_t *a, const char *pattern, uws_http_handler_t handler, void *ctx) noexcept {
+    auto route = [&](auto *application) {
+        application->any(pattern, [handler, ctx](auto *r, uWS::HttpRequest *q) {
+            handler(ctx, reinterpret_cast<uws_res_t *>(r), reinterpret_cast<uws_req_t *>(q), nullptr);
+        });
+    };
+    if (ssl) {
+        route(app<true>(a));
+    } else {
+        route(app<false>(a));
+    }
+}
+
+int uws_app_ws(int ssl, uws_app_t *a, const char *pattern, const uws_ws_behavior_t *behavior) noexcept {
+    return ssl ? register_ws(app<true>(a), pattern, behavior) : register_ws(app<false>(a), pattern, behavior);
+}
+
+uws_listen_t *uws_app_listen(int ssl, uws_app_t *a, const char *host, int port, int options) noexcept {
+    std::string h = host ? host : "";
+    auto go = [&](auto *application) {
+        return listened(application, [&](auto *x, auto &&cb) { x->listen(h, port, options, std::move(cb)); });
+    };
+    return ssl ? go(app<true>(a)) : go(app<false>(a));
+}
+
+uws_listen_t *uws_app_listen_unix(int ssl, uws_app_t *a, const char *path, int options) noexcept {
+    std::string p = path;
+    auto go = [&](auto *application) {
+        return listened(application, [&](auto *x, auto &&cb) { x->listen(options, std::move(cb), p); });
+    };
+    return ssl ? go(app<true>(a)) : go(app<false>(a));
+}
+
+int uws_listen_port(int ssl, uws_listen_t *listen) noexcept {
+    return us_socket_local_port(ssl, reinterpret_cast<us_socket_t *>(listen));
+}
+
+void uws_listen_close(int ssl, uws_listen_t *listen) noexcept {
+    us_listen_socket_close(ssl, reinterpret_cast<us_listen_socket_t *>(listen));
+}
+
+void uws_app_close(int ssl, uws_app_t *a) noexcept {
+    if (ssl) {
+        app<true>(a)->close();
+    } else {
+        app<false>(a)->close();
+    }
+}
+
+int uws_app_publish(int ssl, uws_app_t *a, const char *topic, size_t topic_length, const char *message,
+                    size_t length, uws_opcode_t opcode, int compress) noexcept {
+    auto t = sv(topic, topic_length);
+    auto m = sv(message, length);
+    auto op = (uWS::OpCode) opcode;
+    return ssl ? app<true>(a)->publish(t, m, op, compress != 0) : app<false>(a)->publish(t, m, op, compress != 0);
+}
+
+unsigned int uws_app_num_subscribers(int ssl, uws_app_t *a, const char *topic, size_t topic_length) noexcept {
+    auto t = sv(topic, topic_length);
+    return ssl ? app<true>(a)->numSubscribers(t) : app<false>(a)->numSubscribers(t);
+}
+
+uws_send_status_t uws_ws_send(int ssl, uws_ws_t *w, const char *data, size_t length, uws_opcode_t opcode,
+                              int compress) noexcept {
+    auto m = sv(data, length);
+    auto op = (uWS::OpCode) opcode;
+    if (ssl) {
+        return (uws_send_status_t) ws<true>(w)->send(m, op, compress != 0);
+    }
+    return (uws_send_status_t) ws<false>(w)->send(m, op, compress != 0);
+}
+
+void uws_ws_end(int ssl, uws_ws_t *w, int code, const char *message, size_t length) noexcept {
+    if (ssl) {
+        ws<true>(w)->end(code, sv(message, length));
+    } else {
+        ws<false>(w)->end(code, sv(message, length));
+    }
+}
+
+void uws_ws_close(int ssl, uws_ws_t *w) noexcept {
+    if (ssl) {
+        ws<true>(w)->close();
+    } else {
+        ws<false>(w)->close();
+    }
+}
+
+void uws_ws_cork(int ssl, uws_ws_t *w, uws_callback_t cb, void *arg) noexcept {
+    if (ssl) {
+        ws<true>(w)->cork([cb, arg]() { cb(arg); });
+    } else {
+        ws<false>(w)->cork([cb, arg]() { cb(arg); });
+    }
+}
+
+int uws_ws_subscribe(int ssl, uws_ws_t *w, const char *topic, size_t length) noexcept {
+    return ssl ? ws<true>(w)->subscribe(sv(topic, length)) : ws<false>(w)->subscribe(sv(topic, length));
+}
+
+int uws_ws_unsubscribe(int ssl, uws_ws_t *w, const char *topic, size_t length) noexcept {
+    return ssl ? ws<true>(w)->unsubscribe(sv(topic, length)) : ws<false>(w)->unsubscribe(sv(topic, length));
+}
+
+int uws_ws_is_subscribed(int ssl, uws_ws_t *w, const char *topic, size_t length) noexcept {
+    return ssl ? ws<true>(w)->isSubscribed(sv(topic, length)) : ws<false>(w)->isSubscribed(sv(topic, length));
+}
+
+void uws_ws_iterate_topics(int ssl, uws_ws_t *w, uws_topic_cb_t cb, void *arg) noexcept {
+    auto each = [cb, arg](std::string_view t) { cb(arg, t.data(), t.length()); };
+    if (ssl) {
+        ws<true>(w)->iterateTopics(each);
+    } else {
+        ws<false>(w)->iterateTopics(each);
+    }
+}
+
+int uws_ws_publish(int ssl, uws_ws_t *w, const char *topic, size_t topic_length, const char *message,
+                   size_t length, uws_opcode_t opcode, int compress) noexcept {
+    auto t = sv(topic, topic_length);
+    auto m = sv(message, length);
+    auto op = (uWS::OpCode) opcode;
+    return ssl ? ws<true>(w)->publish(t, m, op, compress != 0) : ws<false>(w)->publish(t, m, op, compress != 0);
+}
+
+unsigned int uws_ws_buffered_amount(int ssl, uws_ws_t *w) noexcept {
+    return ssl ? ws<true>(w)->getBufferedAmount() : ws<false>(w)->getBufferedAmount();
+}
+
+void uws_ws_remote_address(int ssl, uws_ws_t *w, char *buf, int *length) noexcept {
+    remote_address(ssl, reinterpret_cast<us_socket_t *>(w), buf, length);
+}
+
+const char *uws_req_method(uws_req_t *r, size_t *length) noexcept { return out(req(r)->getMethod(), length); }
+
+const char *uws_req_url(uws_req_t *r, size_t *length) noexcept { return out(req(r)->getUrl(), length); }
+
+const char *uws_req_full_url(uws_req_t *r, size_t *length) noexcept { return out(req(r)->getFullUrl(), length); }
+
+const char *uws_req_query(uws_req_t *r, size_t *length) noexcept { return out(req(r)->getQuery(), length); }
+
+const char *uws_req_header(uws_req_t *r, const char *lower_name, size_t name_length, size_t *length) noexcept {
+    return out(req(r)->getHeader(sv(lower_name, name_length)), length);
+}
+
+void uws_req_for_each_header(uws_req_t *r, uws_header_cb_t cb, void *arg) noexcept {
+    for (auto [key, value] : *req(r)) {
+        cb(arg, key.data(), key.length(), value.data(), value.length());
+    }
+}
+
+void uws_res_write_status(int ssl, uws_res_t *r, const char *status, size_t length) noexcept {
+    if (ssl) {
+        res<true>(r)->writeStatus(sv(status, length));
+    } else {
+        res<false>(r)->writeStatus(sv(status, length));
+    }
+}
+
+void uws_res_write_header(int ssl, uws_res_t *r, const char *key, size_t key_length, const char *value,
+                          size_t value_length) noexcept {
+    if (ssl) {
+        res<true>(r)->writeHeader(sv(key, key_length), sv(value, value_length));
+    } else {
+        res<false>(r)->writeHeader(sv(key, key_length), sv(value, value_length));
+    }
+}
+
+void uws_res_end(int ssl, uws_res_t *r, const char *body, size_t length, int close_connection) noexcept {
+    if (ssl) {
+        res<true>(r)->end(sv(body, length), close_connection != 0);
+    } else {
+        res<false>(r)->end(sv(body, length), close_connection != 0);
+    }
+}
+
+void uws_res_remote_address(int ssl, uws_res_t *r, char *buf, int *length) noexcept {
+    remote_address(ssl, reinterpret_cast<us_socket_t *>(r), buf, length);
+}
+
+void uws_res_upgrade(int ssl, uws_res_t *r, void *user, const char *key, size_t key_length, const char *protocol,
+                     size_t protocol_length, const char *extensions, size_t extensions_length,
+                     void *ws_context) noexcept {
+    auto k = sv(key, key_length);
+    auto p = sv(protocol, protocol_length);
+    auto e = sv(extensions, extensions_length);
+    auto *c = static_cast<us_socket_context_t *>(ws_context);
+    if (ssl) {
+        res<true>(r)->template upgrade<UserData>(UserData{user}, k, p, e, c);
+    } else {
+        res<false>(r)->template upgrade<UserData>(UserData{user}, k, p, e, c);
+    }
+}
+
+}  // extern "C"
