@@ -15,7 +15,8 @@ use std::process::Command;
 const CARRIER: &str = "libuwebsockets-sys";
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let shim = manifest_dir.join("vendor/shim");
 
@@ -90,7 +91,13 @@ fn pinned_sources(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
         .arg(pin.join("Cargo.toml"))
         .env_remove("CARGO_TARGET_DIR")
         .output()
@@ -110,7 +117,10 @@ fn pinned_sources(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
                 .is_some_and(|dir| dir.to_string_lossy().starts_with(&format!("{CARRIER}-")))
         })
         .unwrap_or_else(|| fail(&format!("cargo metadata did not list {CARRIER}")));
-    Path::new(&manifest).parent().expect("package directory").join("uWebSockets")
+    Path::new(&manifest)
+        .parent()
+        .expect("package directory")
+        .join("uWebSockets")
 }
 
 /// Every `"manifest_path":"..."` value in cargo's JSON (paths with no

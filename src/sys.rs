@@ -250,6 +250,9 @@ unsafe extern "C" {
     pub fn uws_listen_close(ssl: ::std::os::raw::c_int, listen: *mut uws_listen_t);
 }
 unsafe extern "C" {
+    pub fn uws_listen_close_http(ssl: ::std::os::raw::c_int, listen: *mut uws_listen_t);
+}
+unsafe extern "C" {
     pub fn uws_app_close(ssl: ::std::os::raw::c_int, app: *mut uws_app_t);
 }
 unsafe extern "C" {

@@ -225,6 +225,10 @@ void uws_listen_close(int ssl, uws_listen_t *listen) noexcept {
     us_listen_socket_close(ssl, reinterpret_cast<us_listen_socket_t *>(listen));
 }
 
+void uws_listen_close_http(int ssl, uws_listen_t *listen) noexcept {
+    us_socket_context_close(ssl, us_socket_context(ssl, reinterpret_cast<us_socket_t *>(listen)));
+}
+
 void uws_app_close(int ssl, uws_app_t *a) noexcept {
     if (ssl) {
         app<true>(a)->close();
@@ -317,7 +321,7 @@ void uws_ws_remote_address(int ssl, uws_ws_t *w, char *buf, int *length) noexcep
     remote_address(ssl, reinterpret_cast<us_socket_t *>(w), buf, length);
 }
 
-const char *uws_req_method(uws_req_t *r, size_t *length) noexcept { return out(req(r)->getMethod(), length); }
+const char *uws_req_method(uws_req_t *r, size_t *length) noexcept { return out(req(r)->getCaseSensitiveMethod(), length); }
 
 const char *uws_req_url(uws_req_t *r, size_t *length) noexcept { return out(req(r)->getUrl(), length); }
 

@@ -129,6 +129,9 @@ uws_listen_t *uws_app_listen(int ssl, uws_app_t *app, const char *host, int port
 uws_listen_t *uws_app_listen_unix(int ssl, uws_app_t *app, const char *path, int options) UWS_NOEXCEPT;
 int uws_listen_port(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
 void uws_listen_close(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
+/* Closes the listen socket's whole HTTP context: every listen socket of
+ * the app and every HTTP connection (not the WebSockets). */
+void uws_listen_close_http(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
 /* Closes listen sockets, HTTP sockets and WebSockets (without close frames). */
 void uws_app_close(int ssl, uws_app_t *app) UWS_NOEXCEPT;
 /* Returns 1 when the topic had subscribers (the message is queued for them). */
@@ -161,7 +164,7 @@ void uws_ws_remote_address(int ssl, uws_ws_t *ws, char *buf, int *length) UWS_NO
 
 /* ---- HTTP request (valid during the handler only) ---- */
 
-/* Lower-case method, as uWebSockets reports it. */
+/* The method as sent by the client. */
 const char *uws_req_method(uws_req_t *req, size_t *length) UWS_NOEXCEPT;
 /* Path without the query string. */
 const char *uws_req_url(uws_req_t *req, size_t *length) UWS_NOEXCEPT;

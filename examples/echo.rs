@@ -1,0 +1,56 @@
+//! Echo server: sends every message back with its opcode.
+//!
+//! ```text
+//! cargo run --release --example echo -- --port 3000 [--host 127.0.0.1]
+//!     [--max-payload BYTES] [--idle-timeout SECS]
+//! ```
+//!
+//! Prints `listening on HOST:PORT` once bound (`--port 0`: any free port).
+
+#[path = "common/args.rs"]
+mod args;
+
+use std::io::Write;
+use uws::{
+    serve, Message, Request, Response, ServeOptions, Server, ServerWebSocket, UpgradeOptions,
+    WebSocketHandler, WebSocketOptions,
+};
+
+struct Echo;
+
+impl WebSocketHandler for Echo {
+    type Data = ();
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+        if server.upgrade(req, UpgradeOptions::new(())) {
+            return Response::new("");
+        }
+        Response::new("this is a WebSocket echo server").with_status(426)
+    }
+
+    fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
+        ws.send(message, false);
+    }
+}
+
+fn main() {
+    let args = args::Args::from_env();
+    let defaults = WebSocketOptions::default();
+    let options = ServeOptions {
+        hostname: args.get("--host", "127.0.0.1".to_string()),
+        port: args.get("--port", 3000),
+        websocket: WebSocketOptions {
+            max_payload_length: args.get("--max-payload", defaults.max_payload_length),
+            idle_timeout: args.get("--idle-timeout", defaults.idle_timeout),
+            ..defaults
+        },
+        ..Default::default()
+    };
+    let app = serve(options, Echo).unwrap_or_else(|e| {
+        eprintln!("echo: {e}");
+        std::process::exit(1)
+    });
+    println!("listening on {}:{}", app.hostname(), app.port());
+    let _ = std::io::stdout().flush();
+    app.run();
+}

@@ -1,0 +1,233 @@
+//! Server and WebSocket options, with Bun's names and Bun's defaults.
+
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::sys;
+
+/// Where and how to serve: the Rust side of Bun's `Bun.serve({ ... })` object.
+///
+/// ```
+/// use uws::{ServeOptions, WebSocketOptions};
+///
+/// // Bun.serve({ hostname: "127.0.0.1", port: 0, websocket: { idleTimeout: 30 } })
+/// let options = ServeOptions {
+///     hostname: "127.0.0.1".into(),
+///     port: 0,
+///     websocket: WebSocketOptions { idle_timeout: 30, ..Default::default() },
+///     ..Default::default()
+/// };
+/// assert_eq!(options.websocket.max_payload_length, 16 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Interface to bind, as a name or an address. Default `"0.0.0.0"`, as in Bun.
+    pub hostname: String,
+    /// TCP port; `0` picks a free one ([`Server::port`](crate::Server::port)
+    /// tells which). Default `3000`, as in Bun.
+    pub port: u16,
+    /// Listen on this unix domain socket instead of TCP (Bun's `unix`).
+    pub unix: Option<PathBuf>,
+    /// The `websocket` part of Bun's options.
+    pub websocket: WebSocketOptions,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            hostname: "0.0.0.0".into(),
+            port: 3000,
+            unix: None,
+            websocket: WebSocketOptions::default(),
+        }
+    }
+}
+
+/// WebSocket options: Bun's `websocket: { ... }` settings with Bun's
+/// defaults (not uWebSockets' own), plus the few uWebSockets has and Bun
+/// hides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketOptions {
+    /// Largest message accepted, in bytes (Bun's `maxPayloadLength`). A
+    /// larger one closes the connection (1009 "Message too big" under
+    /// uWebSockets, seen by `close` as code 1006). Default 16 MiB; at most
+    /// `u32::MAX`, at least 1.
+    pub max_payload_length: usize,
+    /// Seconds without any received data before the connection is closed
+    /// (Bun's `idleTimeout`). With [`send_pings`](Self::send_pings) a ping
+    /// is sent first and the peer's answer keeps the socket alive. `0`
+    /// turns it off. Values 1 to 7 are rounded up to 8, as Bun does
+    /// (uWebSockets' timer granularity is 4 s); more than 960 is an error.
+    /// Default 120.
+    pub idle_timeout: u32,
+    /// Bytes of unsent data a socket may buffer (Bun's `backpressureLimit`).
+    /// Past it, sends return [`SendStatus::Dropped`](crate::SendStatus).
+    /// `0` means no limit. Default 1 MiB; at most `u32::MAX`.
+    pub backpressure_limit: usize,
+    /// Close a socket that goes past `backpressure_limit` (Bun's
+    /// `closeOnBackpressureLimit`). Default `false`.
+    pub close_on_backpressure_limit: bool,
+    /// Send a ping when the idle timeout is near (Bun's `sendPings`).
+    /// Default `true`.
+    pub send_pings: bool,
+    /// Whether [`ServerWebSocket::publish`](crate::ServerWebSocket::publish)
+    /// also delivers to the publishing socket (Bun's `publishToSelf`).
+    /// Default `false`.
+    pub publish_to_self: bool,
+    /// Negotiate permessage-deflate (Bun's `perMessageDeflate`). Default
+    /// `false`. This build has no compression support: `true` is an error.
+    pub per_message_deflate: bool,
+    /// Minutes after which a socket is closed whatever it does (uWebSockets'
+    /// `maxLifetime`, hidden by Bun). `0` turns it off; at most 240.
+    /// Default 0.
+    pub max_lifetime: u32,
+    /// Whether a successful send resets the idle timer (uWebSockets'
+    /// `resetIdleTimeoutOnSend`, hidden by Bun). Default `false`: with
+    /// `true`, a server that only pushes never notices a dead client.
+    pub reset_idle_timeout_on_send: bool,
+}
+
+impl Default for WebSocketOptions {
+    fn default() -> Self {
+        WebSocketOptions {
+            max_payload_length: 16 * 1024 * 1024,
+            idle_timeout: 120,
+            backpressure_limit: 1024 * 1024,
+            close_on_backpressure_limit: false,
+            send_pings: true,
+            publish_to_self: false,
+            per_message_deflate: false,
+            max_lifetime: 0,
+            reset_idle_timeout_on_send: false,
+        }
+    }
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidOption {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl WebSocketOptions {
+    /// Checks every value and fills the native behavior's settings (its
+    /// handlers are left empty).
+    pub(crate) fn to_behavior(&self) -> Result<sys::uws_ws_behavior_t, Error> {
+        let max_payload_length = u32::try_from(self.max_payload_length)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                invalid(
+                    "max_payload_length",
+                    "must be between 1 and 4294967295 bytes",
+                )
+            })?;
+        let max_backpressure = u32::try_from(self.backpressure_limit)
+            .map_err(|_| invalid("backpressure_limit", "must be at most 4294967295 bytes"))?;
+        let idle_timeout = match self.idle_timeout {
+            0 => 0,
+            1..=7 => 8,
+            n @ 8..=960 => n as u16,
+            _ => {
+                return Err(invalid(
+                    "idle_timeout",
+                    "must be at most 960 seconds (0 turns it off)",
+                ))
+            }
+        };
+        if self.max_lifetime > 240 {
+            return Err(invalid(
+                "max_lifetime",
+                "must be at most 240 minutes (0 turns it off)",
+            ));
+        }
+        if self.per_message_deflate {
+            return Err(invalid(
+                "per_message_deflate",
+                "this build of uws has no compression support",
+            ));
+        }
+        Ok(sys::uws_ws_behavior_t {
+            compression: 0,
+            max_payload_length,
+            idle_timeout,
+            max_backpressure,
+            close_on_backpressure_limit: self.close_on_backpressure_limit.into(),
+            reset_idle_timeout_on_send: self.reset_idle_timeout_on_send.into(),
+            send_pings_automatically: self.send_pings.into(),
+            max_lifetime: self.max_lifetime as u16,
+            upgrade: None,
+            open: None,
+            message: None,
+            dropped: None,
+            drain: None,
+            ping: None,
+            pong: None,
+            subscription: None,
+            close: None,
+            ctx: std::ptr::null_mut(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn behavior(f: impl FnOnce(&mut WebSocketOptions)) -> Result<sys::uws_ws_behavior_t, Error> {
+        let mut o = WebSocketOptions::default();
+        f(&mut o);
+        o.to_behavior()
+    }
+
+    #[test]
+    fn defaults_are_buns() {
+        let b = behavior(|_| {}).unwrap();
+        assert_eq!(b.max_payload_length, 16 << 20);
+        assert_eq!(b.idle_timeout, 120);
+        assert_eq!(b.max_backpressure, 1 << 20);
+        assert_eq!(b.close_on_backpressure_limit, 0);
+        assert_eq!(b.send_pings_automatically, 1);
+        assert_eq!(b.reset_idle_timeout_on_send, 0);
+        assert_eq!(b.max_lifetime, 0);
+    }
+
+    #[test]
+    fn idle_timeout_rounds_small_values_up_and_refuses_large_ones() {
+        for n in 1..=7 {
+            assert_eq!(behavior(|o| o.idle_timeout = n).unwrap().idle_timeout, 8);
+        }
+        assert_eq!(behavior(|o| o.idle_timeout = 0).unwrap().idle_timeout, 0);
+        assert_eq!(
+            behavior(|o| o.idle_timeout = 960).unwrap().idle_timeout,
+            960
+        );
+        for n in [961, 65536, u32::MAX] {
+            let e = behavior(|o| o.idle_timeout = n).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        name: "idle_timeout",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors() {
+        assert!(behavior(|o| o.max_lifetime = 241).is_err());
+        assert_eq!(
+            behavior(|o| o.max_lifetime = 240).unwrap().max_lifetime,
+            240
+        );
+        assert!(behavior(|o| o.max_payload_length = 0).is_err());
+        assert!(behavior(|o| o.max_payload_length = u32::MAX as usize + 1).is_err());
+        assert!(behavior(|o| o.backpressure_limit = u32::MAX as usize + 1).is_err());
+        assert!(behavior(|o| o.per_message_deflate = true).is_err());
+    }
+}
