@@ -82,6 +82,7 @@ fi
 
 # --- builds ------------------------------------------------------------------
 HAVE_OURS=0
+OURS_KINDS=""
 HAVE_REF=0
 HAVE_BUN=0
 BUN_PKG="@oven/bun-linux-x64"
@@ -106,10 +107,19 @@ if [[ $BUILD == 1 ]]; then
     if want ours; then
         log "building our examples (cargo build --release --example chat --example echo)"
         if cargo build --release --example chat --example echo > "$RES/build-ours.log" 2>&1; then
-            HAVE_OURS=1
+            OURS_KINDS="chat echo"
         else
-            log "SKIPPING ours: building examples/chat.rs and examples/echo.rs failed, see $RES/build-ours.log"
+            # Build them one by one so one missing example does not hide the other.
+            OURS_KINDS=""
+            for kind in chat echo; do
+                if cargo build --release --example "$kind" > "$RES/build-ours-$kind.log" 2>&1; then
+                    OURS_KINDS+=" $kind"
+                else
+                    log "SKIPPING ours for $kind: cargo build --release --example $kind failed, see $RES/build-ours-$kind.log"
+                fi
+            done
         fi
+        [[ -n "$OURS_KINDS" ]] && HAVE_OURS=1
     fi
     if want bun; then
         if [[ -x "$BUN" && "$("$BUN" --version 2>/dev/null)" == "$BUN_VERSION" ]]; then
@@ -130,7 +140,13 @@ if [[ $BUILD == 1 ]]; then
 else
     [[ -x "$LOADGEN" ]] || die "no $LOADGEN (drop --no-build)"
     want ref && [[ -x target/reference/chat && -x target/reference/echo ]] && HAVE_REF=1
-    want ours && [[ -x target/release/examples/chat && -x target/release/examples/echo ]] && HAVE_OURS=1
+    if want ours; then
+        OURS_KINDS=""
+        for kind in chat echo; do
+            [[ -x target/release/examples/$kind ]] && OURS_KINDS+=" $kind"
+        done
+        [[ -n "$OURS_KINDS" ]] && HAVE_OURS=1
+    fi
     want bun && [[ -x "$BUN" ]] && HAVE_BUN=1
 fi
 [[ -x "$LOADGEN" ]] || die "no loadgen binary at $LOADGEN"
@@ -140,7 +156,7 @@ ACTIVE=()
 [[ $HAVE_REF == 1 ]] && ACTIVE+=(ref)
 [[ $HAVE_BUN == 1 ]] && ACTIVE+=(bun)
 [[ ${#ACTIVE[@]} -gt 0 ]] || die "no server to benchmark"
-log "servers: ${ACTIVE[*]}; results in $RES"
+log "servers: ${ACTIVE[*]}${OURS_KINDS:+ (ours:$OURS_KINDS)}; results in $RES"
 {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs"
@@ -160,6 +176,9 @@ fi
 # --- server lifecycle --------------------------------------------------------
 SRV_PID=""
 SRV_PORT=""
+
+# Does SERVER have a binary for KIND (chat/echo)? Only ours can lack one.
+has_kind() { [[ "$1" != ours || " $OURS_KINDS " == *" $2 "* ]]; }
 
 server_cmd() { # server kind -> prints nothing, fills CMD array
     local server="$1" kind="$2"
@@ -218,6 +237,7 @@ run_throughput() {
     while [[ "$1" != -- ]]; do sargs+=("$1"); shift; done
     shift
     local tag="$wl.$server.r$round"
+    has_kind "$server" "$kind" || return 0
     server_cmd "$server" "$kind"
     start_server "$RES/$tag.server.log" 15 "${PIN_SERVER[@]}" "${CMD[@]}" "${sargs[@]}" || {
         log "  $tag: server failed to start"; return 1; }
@@ -257,6 +277,7 @@ EOF
 run_idle() {
     local server="$1" round="$2"
     local tag="idle.$server.r$round"
+    has_kind "$server" echo || return 0
     server_cmd "$server" echo
     start_server "$RES/$tag.server.log" 15 "${PIN_SERVER[@]}" "${CMD[@]}" || {
         log "  $tag: server failed to start"; return 1; }
@@ -320,6 +341,7 @@ if [[ $CALLGRIND == 1 ]]; then
         log "SKIPPING callgrind: valgrind not found"
     else
         for s in "${ACTIVE[@]}"; do
+            has_kind "$s" chat || continue
             for c in $CG_CLIENTS; do
                 declare -A IR=() DEL=()
                 for b in 1 3; do

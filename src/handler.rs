@@ -502,7 +502,9 @@ pub(crate) unsafe extern "C" fn on_close<H: WebSocketHandler>(
         let reason = bytes(message, length);
         match core.find_frame(ws) {
             Some(frame) => {
-                frame.state.set(ReadyState::Closed);
+                if frame.state.get() == ReadyState::Open {
+                    frame.state.set(ReadyState::Closed);
+                }
                 frame.deferred_close.set(Some((code, reason.into())));
                 core.registry.borrow_mut().remove(frame.id);
             }

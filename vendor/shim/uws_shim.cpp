@@ -100,6 +100,27 @@ int register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
 }
 
 template <bool SSL>
+int ws_publish(Ws<SSL> *w, std::string_view topic, std::string_view message, uWS::OpCode op, bool compress) {
+    if (w->publish(topic, message, op, compress)) {
+        return 1;
+    }
+    // uWebSockets refuses to publish from a socket that never subscribed to
+    // anything (or the topic has no subscribers). Such a socket cannot be
+    // among the topic's subscribers, so publishing as the app does excludes
+    // nobody it should not.
+    auto *context = us_socket_context(SSL, reinterpret_cast<us_socket_t *>(w));
+    auto *data = static_cast<uWS::WebSocketContextData<SSL, UserData> *>(us_socket_context_ext(SSL, context));
+    if (message.length() >= uWS::LoopData::CORK_BUFFER_SIZE) {
+        return data->topicTree->publishBig(nullptr, topic, {message, op, compress},
+                                           [](uWS::Subscriber *s, uWS::TopicTreeBigMessage &big) {
+                                               auto *target = static_cast<Ws<SSL> *>(s->user);
+                                               target->send(big.message, (uWS::OpCode) big.opCode, big.compress);
+                                           });
+    }
+    return data->topicTree->publish(nullptr, topic, {std::string(message), op, compress});
+}
+
+template <bool SSL>
 uws_listen_t *listened(App<SSL> *a, auto &&listen) {
     us_listen_socket_t *ls = nullptr;
     listen(a, [&ls](us_listen_socket_t *s) { ls = s; });
@@ -310,7 +331,7 @@ int uws_ws_publish(int ssl, uws_ws_t *w, const char *topic, size_t topic_length,
     auto t = sv(topic, topic_length);
     auto m = sv(message, length);
     auto op = (uWS::OpCode) opcode;
-    return ssl ? ws<true>(w)->publish(t, m, op, compress != 0) : ws<false>(w)->publish(t, m, op, compress != 0);
+    return ssl ? ws_publish(ws<true>(w), t, m, op, compress != 0) : ws_publish(ws<false>(w), t, m, op, compress != 0);
 }
 
 unsigned int uws_ws_buffered_amount(int ssl, uws_ws_t *w) noexcept {
