@@ -373,6 +373,7 @@ fn status_line(status: u16, buf: &mut [u8; 64]) -> &[u8] {
         410 => "Gone",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        418 => "I'm a teapot",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
@@ -386,7 +387,7 @@ fn status_line(status: u16, buf: &mut [u8; 64]) -> &[u8] {
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cursor, "{status} {reason}");
     let n = cursor.position() as usize;
-    buf[..n].trim_ascii_end()
+    &buf[..n]
 }
 
 /// Bun's `server.upgrade(req, { data, headers })` options.
@@ -454,7 +455,7 @@ mod tests {
     fn status_lines() {
         let mut b = [0; 64];
         assert_eq!(status_line(404, &mut b), b"404 Not Found");
-        assert_eq!(status_line(299, &mut b), b"299");
+        assert_eq!(status_line(299, &mut b), b"299 ");
     }
 
     #[test]

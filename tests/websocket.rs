@@ -218,7 +218,7 @@ fn idle_timeout_closes_an_idle_socket() {
         waited >= 7.0,
         "closed after {waited}s, before the 8 s timeout"
     );
-    assert!(c.read().is_err() || matches!(c.read(), Err(_)));
+    assert!(c.read().is_err(), "the connection is gone");
 }
 
 #[test]
@@ -284,9 +284,8 @@ fn terminate_closes_without_a_close_frame() {
     c.send(M::text("terminate")).unwrap();
     wait_for("close event", || probe.count_prefix("close:a:1006") == 1);
     assert!(probe.has("terminated:a:0"), "{:?}", probe.events());
-    match c.read() {
-        Ok(M::Close(_)) => panic!("terminate must not send a close frame"),
-        _ => {}
+    if let Ok(M::Close(_)) = c.read() {
+        panic!("terminate must not send a close frame");
     }
 }
 

@@ -1,0 +1,149 @@
+//! Zero Rust heap allocations per message in steady state, on the echo
+//! and publish paths, counted by a global allocator on the server thread.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use tungstenite::Message as M;
+use uws::{
+    Message, Request, Response, Server, ServerWebSocket, UpgradeOptions, WebSocketHandler,
+    WebSocketOptions,
+};
+
+struct Counting;
+
+static SERVER_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static IS_SERVER: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator; the counter has no effect on it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if IS_SERVER.try_with(Cell::get).unwrap_or(false) {
+            SERVER_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if IS_SERVER.try_with(Cell::get).unwrap_or(false) {
+            SERVER_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Echoes binary messages; publishes text ones to `room` as `NAME: text`
+/// (the chat example's way), alternating ws.publish and server.publish.
+struct Hot;
+
+struct Line {
+    text: String,
+    prefix: usize,
+    flip: bool,
+}
+
+impl WebSocketHandler for Hot {
+    type Data = Line;
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<Line>) -> Response {
+        let text = format!("{}: ", req.query_param("name").unwrap_or_default());
+        let line = Line {
+            prefix: text.len(),
+            text,
+            flip: false,
+        };
+        server.upgrade(req, UpgradeOptions::new(line));
+        Response::new("")
+    }
+
+    fn open(&self, ws: &mut ServerWebSocket<Line>) {
+        IS_SERVER.with(|s| s.set(true));
+        ws.subscribe("room");
+        ws.send_text("joined");
+    }
+
+    fn message(&self, ws: &mut ServerWebSocket<Line>, message: Message<'_>) {
+        match message {
+            Message::Binary(_) => {
+                ws.send(message, false);
+            }
+            Message::Text(t) => {
+                let line = ws.data_mut();
+                line.text.truncate(line.prefix);
+                line.text.push_str(t);
+                line.flip = !line.flip;
+                let flip = line.flip;
+                // Move the line out and back so `ws` can be borrowed mutably
+                // for publish: no allocation, just pointer moves.
+                let text = std::mem::take(&mut ws.data_mut().text);
+                if flip {
+                    ws.publish("room", text.as_str(), false);
+                    ws.send_text(&text);
+                } else {
+                    ws.server().publish("room", text.as_str(), false);
+                }
+                ws.data_mut().text = text;
+            }
+        }
+    }
+}
+
+fn allocations_during(rounds: usize, mut round: impl FnMut()) -> usize {
+    let before = SERVER_ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..rounds {
+        round();
+    }
+    SERVER_ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn echo_and_publish_allocate_nothing_per_message_in_steady_state() {
+    let server = start(WebSocketOptions::default(), Hot);
+    let mut a = connect(&server.url("/?name=a"));
+    let mut b = connect(&server.url("/?name=b"));
+    assert_eq!(recv_text(&mut a), "joined");
+    assert_eq!(recv_text(&mut b), "joined");
+
+    let mut echo = || {
+        a.send(M::binary(vec![7u8; 100])).unwrap();
+        assert_eq!(recv(&mut a), M::binary(vec![7u8; 100]));
+    };
+    // Warm up (buffers reach their size), then count.
+    allocations_during(50, &mut echo);
+    let echo_allocations = allocations_during(1000, &mut echo);
+
+    let mut chat = |text: &str| {
+        // ws.publish excludes a and the reply goes to a; then server.publish
+        // reaches both.
+        a.send(M::text(text)).unwrap();
+        assert_eq!(recv_text(&mut b), format!("a: {text}"));
+        assert_eq!(recv_text(&mut a), format!("a: {text}"));
+        a.send(M::text(text)).unwrap();
+        assert_eq!(recv_text(&mut a), format!("a: {text}"));
+        assert_eq!(recv_text(&mut b), format!("a: {text}"));
+    };
+    allocations_during(50, || chat("warming up the line buffer"));
+    let publish_allocations = allocations_during(500, || chat("hello room"));
+
+    assert_eq!(echo_allocations, 0, "allocations over 1000 echoes");
+    assert_eq!(publish_allocations, 0, "allocations over 1000 publishes");
+    // The counter works: the server thread did allocate while setting up.
+    assert!(SERVER_ALLOCATIONS.load(Ordering::SeqCst) > 0);
+}

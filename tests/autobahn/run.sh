@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Autobahn|Testsuite conformance run against the echo example.
+#
+#   tests/autobahn/run.sh [extra kosoku arguments, e.g. -i '5.*']
+#
+# Makes a virtualenv in tests/autobahn/.venv with the `kosoku` runner (a
+# Python 3 runner of the Autobahn|Testsuite cases), builds and starts
+# `examples/echo` on 127.0.0.1 with a free port, runs case groups 1-7, 9 and
+# 10 (12 and 13 need permessage-deflate, which is not built yet), prints the
+# verdict counts and every case that is not plainly OK with its reason, and
+# exits non-zero when any case FAILED (or the server died). The server is
+# always stopped. Reports (JSON + HTML) go to target/autobahn/.
+#
+# Environment: AUTOBAHN_OUT (report folder), AUTOBAHN_PARALLEL (cases run at
+# once, default 8), AUTOBAHN_TIMEOUT (seconds for the whole suite, default 600),
+# AUTOBAHN_SERVER_ARGS (extra flags for the echo server, e.g. "--max-payload
+# 1000" to see the script fail).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+venv="$here/.venv"
+out=${AUTOBAHN_OUT:-$root/target/autobahn}
+parallel=${AUTOBAHN_PARALLEL:-8}
+suite_timeout=${AUTOBAHN_TIMEOUT:-600}
+kosoku_version=0.1.0
+
+server_pid=
+stop_server() {
+    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill "$server_pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$server_pid" 2>/dev/null || true
+    fi
+    if [[ -n $server_pid ]]; then
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    server_pid=
+}
+trap stop_server EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step() { printf '==> %s\n' "$*"; }
+
+# 1. The runner, in its own virtualenv.
+if [[ ! -x $venv/bin/python ]]; then
+    step "creating virtualenv $venv"
+    if ! timeout 120 python3 -m venv "$venv"; then
+        echo "autobahn: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
+fi
+if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('kosoku') != '$kosoku_version')" 2>/dev/null; then
+    step "installing kosoku $kosoku_version"
+    timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "kosoku==$kosoku_version"
+fi
+
+# 2. The server under test.
+step "building examples/echo (release)"
+(cd "$root" && timeout 1200 cargo build --release --quiet --example echo)
+echo_bin=$root/target/release/examples/echo
+
+mkdir -p "$out"
+rm -rf "$out/report"
+server_log=$out/server.log
+# shellcheck disable=SC2086 # the extra flags are meant to split
+"$echo_bin" --port 0 ${AUTOBAHN_SERVER_ARGS:-} >"$server_log" 2>&1 &
+server_pid=$!
+port=
+for _ in $(seq 200); do
+    line=$(head -n 1 "$server_log" 2>/dev/null || true)
+    if [[ $line =~ ^listening\ on\ .*:([0-9]+)$ ]]; then
+        port=${BASH_REMATCH[1]}
+        break
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "autobahn: the echo server exited before listening:" >&2
+        cat "$server_log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+if [[ -z $port ]]; then
+    echo "autobahn: the echo server did not print its port within 20 s" >&2
+    exit 1
+fi
+step "echo server pid $server_pid on 127.0.0.1:$port"
+
+# 3. The suite.
+step "running Autobahn cases 1-7, 9, 10 (parallelism $parallel, at most ${suite_timeout}s)"
+set +e
+timeout --kill-after=10 "$suite_timeout" \
+    "$venv/bin/kosoku" -p "$parallel" -o "$out/report" -x '12.*' -x '13.*' "$@" \
+    "127.0.0.1:$port" >"$out/kosoku.log" 2>&1
+kosoku_status=$?
+set -e
+if [[ $kosoku_status -eq 124 || $kosoku_status -eq 137 ]]; then
+    echo "autobahn: the suite did not finish within ${suite_timeout}s" >&2
+    tail -n 20 "$out/kosoku.log" >&2
+    exit 1
+fi
+
+server_alive=1
+kill -0 "$server_pid" 2>/dev/null || server_alive=0
+stop_server
+
+# 4. Verdicts.
+set +e
+"$venv/bin/python" "$here/summarize.py" "$out/report"
+summary_status=$?
+set -e
+
+status=0
+if [[ $server_alive -eq 0 ]]; then
+    echo "autobahn: FAIL: the echo server died during the suite; its log:" >&2
+    cat "$server_log" >&2
+    status=1
+fi
+if [[ $summary_status -ne 0 ]]; then
+    status=1
+fi
+if [[ $kosoku_status -ne 0 && $summary_status -eq 0 ]]; then
+    echo "autobahn: FAIL: kosoku exited with $kosoku_status:" >&2
+    tail -n 20 "$out/kosoku.log" >&2
+    status=1
+fi
+echo "reports: $out/report/index.html"
+exit $status
