@@ -104,7 +104,7 @@ fn site() -> (Site, Running<String>) {
 }
 
 fn http(port: u16, request: &str) -> String {
-    String::from_utf8_lossy(&raw_exchange(port, request.as_bytes())).into_owned()
+    http_exchange(port, request.as_bytes())
 }
 
 #[test]
