@@ -1,0 +1,85 @@
+//! The examples, run as a user runs them: built binaries on port 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::Message as M;
+
+struct Example {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a built example (cargo builds them for `cargo test`) and waits
+/// for its `listening on HOST:PORT` line.
+fn run_example(name: &str, args: &[&str]) -> Example {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let mut child = Command::new(dir.join(name))
+        .args(["--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start example {name} in {}: {e}", dir.display()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on 127.0.0.1:")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    Example { child, port }
+}
+
+#[test]
+fn chat_publishes_ready_then_every_line_to_everyone() {
+    let chat = run_example("chat", &["--clients", "3"]);
+    let url = |q: &str| format!("ws://127.0.0.1:{}/{q}", chat.port);
+    let mut ann = connect(&url("?name=ann"));
+    let mut bob = connect(&url("?name=bob"));
+    let mut request = url("").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Cookie", "theme=dark; name=cat".parse().unwrap());
+    let (mut cat, _) = connect_with(request);
+    for c in [&mut ann, &mut bob, &mut cat] {
+        assert_eq!(recv_text(c), "ready");
+    }
+    bob.send(M::text("hello")).unwrap();
+    cat.send(M::text("hi bob")).unwrap();
+    for c in [&mut ann, &mut bob, &mut cat] {
+        assert_eq!(recv_text(c), "bob: hello");
+        assert_eq!(recv_text(c), "cat: hi bob");
+    }
+}
+
+#[test]
+fn echo_returns_each_opcode_and_enforces_max_payload() {
+    let echo = run_example("echo", &["--max-payload", "100", "--idle-timeout", "30"]);
+    let mut c = connect(&format!("ws://127.0.0.1:{}/", echo.port));
+    c.send(M::text("text")).unwrap();
+    assert_eq!(recv(&mut c), M::text("text"));
+    c.send(M::binary(vec![1u8, 2, 3])).unwrap();
+    assert_eq!(recv(&mut c), M::binary(vec![1u8, 2, 3]));
+    c.send(M::binary(vec![0u8; 101])).unwrap();
+    assert!(
+        c.read().is_err(),
+        "an oversized message ends the connection"
+    );
+    let r = http_exchange(echo.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 426 "), "{r}");
+}
