@@ -69,9 +69,12 @@ fn configure_tls(build: &mut cc::Build) {
     build.define("LIBUS_NO_SSL", None);
 }
 
-/// Per-message deflate (zlib) is not built in yet.
+/// Per-message deflate: zlib's headers come from libz-sys, which builds and
+/// links zlib itself.
 fn configure_deflate(build: &mut cc::Build) {
-    build.define("UWS_NO_ZLIB", None);
+    let include = env::var_os("DEP_Z_INCLUDE")
+        .unwrap_or_else(|| fail("libz-sys did not report its include directory"));
+    build.include(include);
 }
 
 /// Asks cargo where it unpacked the pinned carrier package, downloading it

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! cargo run --release --example echo -- --port 3000 [--host 127.0.0.1]
-//!     [--max-payload BYTES] [--idle-timeout SECS]
+//!     [--max-payload BYTES] [--idle-timeout SECS] [--compress]
 //! ```
+//!
+//! `--compress` negotiates permessage-deflate (dedicated windows) and
+//! compresses every reply, the setting Autobahn's groups 12 and 13 need.
 //!
 //! Prints `listening on HOST:PORT` once bound (`--port 0`: any free port).
 
@@ -12,11 +15,13 @@ mod args;
 
 use std::io::Write;
 use uws::{
-    serve, Message, Request, Response, ServeOptions, Server, ServerWebSocket, UpgradeOptions,
-    WebSocketHandler, WebSocketOptions,
+    serve, Compressor, Message, PerMessageDeflate, Request, Response, ServeOptions, Server,
+    ServerWebSocket, UpgradeOptions, WebSocketHandler, WebSocketOptions,
 };
 
-struct Echo;
+struct Echo {
+    compress: bool,
+}
 
 impl WebSocketHandler for Echo {
     type Data = ();
@@ -29,7 +34,7 @@ impl WebSocketHandler for Echo {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message, self.compress);
     }
 }
 
@@ -42,11 +47,18 @@ fn main() {
         websocket: WebSocketOptions {
             max_payload_length: args.get("--max-payload", defaults.max_payload_length),
             idle_timeout: args.get("--idle-timeout", defaults.idle_timeout),
+            per_message_deflate: args.flag("--compress").then_some(PerMessageDeflate {
+                compress: Compressor::Dedicated,
+                decompress: Compressor::Dedicated,
+            }),
             ..defaults
         },
         ..Default::default()
     };
-    let app = serve(options, Echo).unwrap_or_else(|e| {
+    let echo = Echo {
+        compress: args.flag("--compress"),
+    };
+    let app = serve(options, echo).unwrap_or_else(|e| {
         eprintln!("echo: {e}");
         std::process::exit(1)
     });

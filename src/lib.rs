@@ -114,7 +114,10 @@ mod sys {
 
 pub use error::Error;
 pub use handler::WebSocketHandler;
-pub use options::{ServeOptions, WebSocketOptions};
+pub use options::{Compressor, PerMessageDeflate, ServeOptions, WebSocketOptions};
+
+// zlib is linked through libz-sys (permessage-deflate in uWebSockets).
+use libz_sys as _;
 pub use registry::SocketId;
 pub use server::{serve, App, OwnedMessage, Server, ServerHandle};
 pub use upgrade::{Request, Response, UpgradeOptions};

@@ -74,9 +74,12 @@ pub struct WebSocketOptions {
     /// also delivers to the publishing socket (Bun's `publishToSelf`).
     /// Default `false`.
     pub publish_to_self: bool,
-    /// Negotiate permessage-deflate (Bun's `perMessageDeflate`). Default
-    /// `false`. This build has no compression support: `true` is an error.
-    pub per_message_deflate: bool,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it
+    /// (Bun's `perMessageDeflate`). `None` (the default) is Bun's `false`;
+    /// `Some(PerMessageDeflate::default())` is Bun's `true`. Clients that do
+    /// not offer it still connect, uncompressed. Only sends asked to
+    /// compress (`send(data, true)`, `publish(.., true)`) are compressed.
+    pub per_message_deflate: Option<PerMessageDeflate>,
     /// Minutes after which a socket is closed whatever it does (uWebSockets'
     /// `maxLifetime`, hidden by Bun). `0` turns it off; at most 240.
     /// Default 0.
@@ -96,11 +99,104 @@ impl Default for WebSocketOptions {
             close_on_backpressure_limit: false,
             send_pings: true,
             publish_to_self: false,
-            per_message_deflate: false,
+            per_message_deflate: None,
             max_lifetime: 0,
             reset_idle_timeout_on_send: false,
         }
     }
+}
+
+/// Bun's `perMessageDeflate: { compress, decompress }`: how much memory
+/// each direction may use. The default, `Shared` both ways, is what Bun's
+/// `perMessageDeflate: true` means.
+///
+/// ```
+/// use uws::{Compressor, PerMessageDeflate, WebSocketOptions};
+/// // websocket: { perMessageDeflate: { compress: "16KB", decompress: "shared" } }
+/// let options = WebSocketOptions {
+///     per_message_deflate: Some(PerMessageDeflate { compress: Compressor::Kb16, decompress: Compressor::Shared }),
+///     ..Default::default()
+/// };
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerMessageDeflate {
+    /// The compressor for what the server sends. `Disable` never compresses
+    /// (sends asked to compress go out plain).
+    pub compress: Compressor,
+    /// The decompressor for what clients send. Once the extension is
+    /// negotiated a client may compress, so `Disable` here means `Shared`.
+    pub decompress: Compressor,
+}
+
+impl Default for PerMessageDeflate {
+    fn default() -> Self {
+        PerMessageDeflate {
+            compress: Compressor::Shared,
+            decompress: Compressor::Shared,
+        }
+    }
+}
+
+impl PerMessageDeflate {
+    /// uWebSockets' CompressOptions bits.
+    fn bits(self) -> u32 {
+        use Compressor::*;
+        if self.compress == Disable && self.decompress == Disable {
+            return 0;
+        }
+        let compressor = match self.compress {
+            Disable | Shared => 1,
+            Kb3 => 9 << 4 | 1,
+            Kb4 => 9 << 4 | 2,
+            Kb8 => 10 << 4 | 3,
+            Kb16 => 11 << 4 | 4,
+            Kb32 => 12 << 4 | 5,
+            Kb64 => 13 << 4 | 6,
+            Kb128 => 14 << 4 | 7,
+            Dedicated | Kb256 => 15 << 4 | 8,
+        };
+        let decompressor = match self.decompress {
+            Disable | Shared => 1 << 8,
+            Kb3 | Kb4 => 12 << 8,
+            Kb8 => 13 << 8,
+            Kb16 => 14 << 8,
+            Dedicated | Kb32 | Kb64 | Kb128 | Kb256 => 15 << 8,
+        };
+        compressor | decompressor
+    }
+}
+
+/// Bun's `Compressor` values: `"disable"`, `"shared"`, `"dedicated"`,
+/// `"3KB"` ... `"256KB"`. A shared (de)compressor serves every socket of
+/// the thread with one zlib stream and no context takeover; a dedicated one
+/// keeps a sliding window per socket (better ratio, that much memory per
+/// socket). Decompressor windows stop at 32 KB (zlib's largest window):
+/// larger sizes mean 32 KB there, 3KB means 4 KB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compressor {
+    /// `"disable"`.
+    Disable,
+    /// `"shared"`.
+    Shared,
+    /// `"dedicated"`: the largest dedicated window (256 KB / 32 KB).
+    Dedicated,
+    /// `"3KB"`.
+    Kb3,
+    /// `"4KB"`.
+    Kb4,
+    /// `"8KB"`.
+    Kb8,
+    /// `"16KB"`.
+    Kb16,
+    /// `"32KB"`.
+    Kb32,
+    /// `"64KB"`.
+    Kb64,
+    /// `"128KB"`.
+    Kb128,
+    /// `"256KB"`.
+    Kb256,
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
@@ -142,14 +238,8 @@ impl WebSocketOptions {
                 "must be at most 240 minutes (0 turns it off)",
             ));
         }
-        if self.per_message_deflate {
-            return Err(invalid(
-                "per_message_deflate",
-                "this build of uws has no compression support",
-            ));
-        }
         Ok(sys::uws_ws_behavior_t {
-            compression: 0,
+            compression: self.per_message_deflate.map_or(0, PerMessageDeflate::bits),
             max_payload_length,
             idle_timeout,
             max_backpressure,
@@ -174,6 +264,35 @@ impl WebSocketOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compression_maps_onto_uwebsockets_options() {
+        let bits = |compress, decompress| {
+            PerMessageDeflate {
+                compress,
+                decompress,
+            }
+            .bits()
+        };
+        assert_eq!(
+            PerMessageDeflate::default().bits(),
+            0x101,
+            "shared both ways, Bun's `true`"
+        );
+        assert_eq!(bits(Compressor::Disable, Compressor::Disable), 0);
+        assert_eq!(
+            bits(Compressor::Dedicated, Compressor::Dedicated),
+            (15 << 4 | 8) | 15 << 8
+        );
+        assert_eq!(
+            bits(Compressor::Kb3, Compressor::Kb3),
+            (9 << 4 | 1) | 12 << 8
+        );
+        assert_eq!(
+            bits(Compressor::Kb16, Compressor::Kb256),
+            (11 << 4 | 4) | 15 << 8
+        );
+    }
 
     fn behavior(f: impl FnOnce(&mut WebSocketOptions)) -> Result<sys::uws_ws_behavior_t, Error> {
         let mut o = WebSocketOptions::default();
@@ -228,6 +347,11 @@ mod tests {
         assert!(behavior(|o| o.max_payload_length = 0).is_err());
         assert!(behavior(|o| o.max_payload_length = u32::MAX as usize + 1).is_err());
         assert!(behavior(|o| o.backpressure_limit = u32::MAX as usize + 1).is_err());
-        assert!(behavior(|o| o.per_message_deflate = true).is_err());
+        assert_eq!(
+            behavior(|o| o.per_message_deflate = None)
+                .unwrap()
+                .compression,
+            0
+        );
     }
 }

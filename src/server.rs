@@ -29,6 +29,8 @@ pub(crate) struct Core {
     port: Cell<u16>,
     hostname: String,
     pub(crate) publish_to_self: bool,
+    /// Whether sends asked to compress may be compressed.
+    compress_sends: bool,
     pub(crate) registry: RefCell<Registry>,
     /// Innermost frame of the sockets whose `&mut` is handed out now.
     pub(crate) top: Cell<*const Frame>,
@@ -40,6 +42,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// The native `compress` flag for a send that asked for `asked`.
+    pub(crate) fn compress(&self, asked: bool) -> i32 {
+        (asked && self.compress_sends).into()
+    }
+
     /// The frame of `ws`, when its `&mut ServerWebSocket` is handed out now.
     pub(crate) fn find_frame(&self, ws: *mut sys::uws_ws_t) -> Option<&Frame> {
         let mut f = self.top.get();
@@ -73,7 +80,7 @@ impl Core {
                 bytes.as_ptr().cast(),
                 bytes.len(),
                 message.opcode(),
-                compress.into(),
+                self.compress(compress),
             )
         };
         if published != 0 {
@@ -242,7 +249,7 @@ impl<T: 'static> Server<T> {
                 payload.as_ptr().cast(),
                 payload.len(),
                 m.opcode(),
-                compress.into(),
+                self.core.compress(compress),
             )
         };
         SendStatus::from_native(status, payload.len())
@@ -628,6 +635,10 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
                 port: Cell::new(0),
                 hostname: options.hostname.clone(),
                 publish_to_self: options.websocket.publish_to_self,
+                compress_sends: options
+                    .websocket
+                    .per_message_deflate
+                    .is_some_and(|p| p.compress != crate::Compressor::Disable),
                 registry: RefCell::new(Registry::default()),
                 top: Cell::new(ptr::null()),
                 stopping: Cell::new(false),

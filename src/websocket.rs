@@ -313,7 +313,7 @@ impl<T> ServerWebSocket<T> {
                 payload.as_ptr().cast(),
                 payload.len(),
                 opcode,
-                compress.into(),
+                self.core().compress(compress),
             )
         };
         SendStatus::from_native(status, payload.len())
@@ -383,7 +383,7 @@ impl<T> ServerWebSocket<T> {
                 bytes.as_ptr().cast(),
                 bytes.len(),
                 m.opcode(),
-                compress.into(),
+                core.compress(compress),
             )
         };
         if published != 0 {
