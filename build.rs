@@ -64,9 +64,19 @@ fn main() {
     generate_bindings(&shim);
 }
 
-/// TLS (OpenSSL) is not built in yet: uSockets gets its no-SSL stubs.
+/// TLS: with the `tls` feature uSockets uses OpenSSL, whose headers come
+/// from openssl-sys (which also links it); without it, uSockets' no-SSL stubs.
 fn configure_tls(build: &mut cc::Build) {
-    build.define("LIBUS_NO_SSL", None);
+    if env::var_os("CARGO_FEATURE_TLS").is_none() {
+        build.define("LIBUS_NO_SSL", None);
+        return;
+    }
+    build.define("LIBUS_USE_OPENSSL", None);
+    if let Some(include) = env::var_os("DEP_OPENSSL_INCLUDE") {
+        for dir in env::split_paths(&include) {
+            build.include(dir);
+        }
+    }
 }
 
 /// Per-message deflate: zlib's headers come from libz-sys, which builds and

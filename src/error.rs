@@ -28,6 +28,14 @@ pub enum Error {
         /// The address as given (`host:port` or a unix socket path).
         address: String,
     },
+    /// A certificate, key, CA or DH parameters file could not be loaded.
+    #[error("TLS: {path}: {reason}")]
+    Tls {
+        /// The file(s) concerned.
+        path: String,
+        /// Why (an I/O error, or OpenSSL's errors).
+        reason: String,
+    },
     /// A unix socket path cannot be passed to the native layer.
     #[error("unusable unix socket path {0:?}")]
     UnixPath(PathBuf),

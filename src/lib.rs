@@ -99,6 +99,7 @@ mod handler;
 mod options;
 mod registry;
 mod server;
+mod tls;
 mod upgrade;
 mod websocket;
 
@@ -116,9 +117,13 @@ pub use error::Error;
 pub use handler::WebSocketHandler;
 pub use options::{Compressor, PerMessageDeflate, ServeOptions, WebSocketOptions};
 
-// zlib is linked through libz-sys (permessage-deflate in uWebSockets).
+// zlib is linked through libz-sys (permessage-deflate in uWebSockets),
+// OpenSSL through openssl-sys (uSockets' TLS).
 use libz_sys as _;
+#[cfg(feature = "tls")]
+use openssl_sys as _;
 pub use registry::SocketId;
 pub use server::{serve, App, OwnedMessage, Server, ServerHandle};
+pub use tls::{Pem, TlsOptions};
 pub use upgrade::{Request, Response, UpgradeOptions};
 pub use websocket::{Message, PublishStatus, ReadyState, SendStatus, ServerWebSocket};

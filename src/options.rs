@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::error::Error;
 use crate::sys;
+use crate::tls::TlsOptions;
 
 /// Where and how to serve: the Rust side of Bun's `Bun.serve({ ... })` object.
 ///
@@ -30,6 +31,10 @@ pub struct ServeOptions {
     pub unix: Option<PathBuf>,
     /// The `websocket` part of Bun's options.
     pub websocket: WebSocketOptions,
+    /// Serve `wss://` with these certificates (Bun's `tls`; needs the `tls`
+    /// cargo feature). A missing or bad certificate is an error from
+    /// [`serve`](crate::serve), never a plain-text listener.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ServeOptions {
@@ -39,6 +44,7 @@ impl Default for ServeOptions {
             port: 3000,
             unix: None,
             websocket: WebSocketOptions::default(),
+            tls: None,
         }
     }
 }

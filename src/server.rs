@@ -15,6 +15,7 @@ use crate::handler::{self, Ctx, WebSocketHandler};
 use crate::options::ServeOptions;
 use crate::registry::{Registry, SocketId};
 use crate::sys;
+use crate::tls::{self, NativeTls, TlsOptions};
 use crate::upgrade::{valid_header, Request, UpgradeOptions};
 use crate::websocket::{
     check_close_code, truncate_reason, Frame, Message, PublishStatus, ReadyState, SendStatus,
@@ -588,6 +589,26 @@ impl<H: WebSocketHandler> std::fmt::Debug for App<H> {
     }
 }
 
+fn loop_get() -> *mut sys::uws_loop_t {
+    // SAFETY: returns this thread's loop, creating it on first use.
+    unsafe { sys::uws_loop_get() }
+}
+
+/// A TLS app with these certificates, or the reason it cannot be made.
+fn create_tls_app(native: &NativeTls) -> Result<*mut sys::uws_app_t, Error> {
+    // SAFETY: the options point at C strings owned by `native`.
+    let app = unsafe { sys::uws_app_create(1, &native.options()) };
+    if app.is_null() {
+        return Err(native.refused());
+    }
+    if !tls::key_matches(app) {
+        // SAFETY: just created, unused.
+        unsafe { sys::uws_app_destroy(1, app) };
+        return Err(tls::mismatch(native));
+    }
+    Ok(app)
+}
+
 /// Bun's `Bun.serve({ fetch, websocket })`: creates the server on this
 /// thread's event loop and binds it. Call [`App::run`] to serve.
 ///
@@ -604,9 +625,13 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
         name: "hostname",
         reason: "contains a NUL byte".into(),
     })?;
-    let ssl = 0;
-    // SAFETY: plain calls; the loop is this thread's, created on first use.
-    let (loop_, app) = unsafe { (sys::uws_loop_get(), sys::uws_app_create(ssl, ptr::null())) };
+    let tls = options.tls.as_ref().map(TlsOptions::load).transpose()?;
+    let ssl = i32::from(tls.is_some());
+    let (loop_, app) = match &tls {
+        Some(tls) => (loop_get(), create_tls_app(&tls.main)?),
+        // SAFETY: a plain app on this thread's loop.
+        None => (loop_get(), unsafe { sys::uws_app_create(0, ptr::null()) }),
+    };
     if app.is_null() {
         return Err(Error::Create("uWebSockets could not create the app".into()));
     }
@@ -688,6 +713,17 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
         return Err(Error::Listen { address });
     }
     core.listen.set(listen);
+    for (pattern, names) in tls.iter().flat_map(|t| &t.server_names) {
+        // Check the files with a throwaway app first: uSockets skips a
+        // server name it cannot load without telling.
+        let probe = create_tls_app(names)?;
+        // SAFETY: the probe app is ours and unused; the listen socket is
+        // live and TLS; options point at files kept alive by `tls`.
+        unsafe {
+            sys::uws_app_destroy(1, probe);
+            sys::uws_listen_add_server_name(1, listen, pattern.as_ptr(), &names.options());
+        }
+    }
     if unix.is_none() {
         // SAFETY: a live listen socket of this app.
         core.port

@@ -253,6 +253,20 @@ unsafe extern "C" {
     pub fn uws_listen_close_http(ssl: ::std::os::raw::c_int, listen: *mut uws_listen_t);
 }
 unsafe extern "C" {
+    pub fn uws_app_native_handle(
+        ssl: ::std::os::raw::c_int,
+        app: *mut uws_app_t,
+    ) -> *mut ::std::os::raw::c_void;
+}
+unsafe extern "C" {
+    pub fn uws_listen_add_server_name(
+        ssl: ::std::os::raw::c_int,
+        listen: *mut uws_listen_t,
+        hostname_pattern: *const ::std::os::raw::c_char,
+        options: *const uws_tls_options_t,
+    );
+}
+unsafe extern "C" {
     pub fn uws_app_close(ssl: ::std::os::raw::c_int, app: *mut uws_app_t);
 }
 unsafe extern "C" {

@@ -383,3 +383,25 @@ fn another_thread_can_publish_through_a_handle() {
     .unwrap();
     assert_eq!(recv_text(&mut c), "from a thread");
 }
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_without_the_feature_is_an_error() {
+    let err = serve(
+        ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            tls: Some(uws::TlsOptions::new(
+                uws::Pem::Memory("cert".into()),
+                uws::Pem::Memory("key".into()),
+            )),
+            ..Default::default()
+        },
+        Site::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidOption { name: "tls", .. }),
+        "{err}"
+    );
+}

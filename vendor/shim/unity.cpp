@@ -15,5 +15,6 @@ extern "C" {
 #include "eventing/epoll_kqueue.c"
 #include "crypto/openssl.c"
 }
+#include "crypto/sni_tree.cpp"
 
 #include "uws_shim.cpp"

@@ -170,7 +170,8 @@ void uws_timer_set(uws_timer_t *timer, uws_callback_t cb, void *arg, int ms, int
 
 void uws_timer_close(uws_timer_t *timer) noexcept { us_timer_close(reinterpret_cast<us_timer_t *>(timer)); }
 
-uws_app_t *uws_app_create(int ssl, const uws_tls_options_t *options) noexcept {
+namespace {
+uWS::SocketContextOptions context_options(const uws_tls_options_t *options) {
     uWS::SocketContextOptions o;
     if (options) {
         o.key_file_name = options->key_file_name;
@@ -181,6 +182,12 @@ uws_app_t *uws_app_create(int ssl, const uws_tls_options_t *options) noexcept {
         o.ssl_ciphers = options->ssl_ciphers;
         o.ssl_prefer_low_memory_usage = options->ssl_prefer_low_memory_usage;
     }
+    return o;
+}
+}  // namespace
+
+uws_app_t *uws_app_create(int ssl, const uws_tls_options_t *options) noexcept {
+    uWS::SocketContextOptions o = context_options(options);
     if (ssl) {
         auto *a = new App<true>(o);
         if (a->constructorFailed()) {
@@ -244,6 +251,17 @@ int uws_listen_port(int ssl, uws_listen_t *listen) noexcept {
 
 void uws_listen_close(int ssl, uws_listen_t *listen) noexcept {
     us_listen_socket_close(ssl, reinterpret_cast<us_listen_socket_t *>(listen));
+}
+
+void *uws_app_native_handle(int ssl, uws_app_t *a) noexcept {
+    return ssl ? app<true>(a)->getNativeHandle() : nullptr;
+}
+
+void uws_listen_add_server_name(int ssl, uws_listen_t *listen, const char *hostname_pattern,
+                                const uws_tls_options_t *options) noexcept {
+    us_socket_context_options_t o = context_options(options);
+    auto *context = us_socket_context(ssl, reinterpret_cast<us_socket_t *>(listen));
+    us_socket_context_add_server_name(ssl, context, hostname_pattern, o, nullptr);
 }
 
 void uws_listen_close_http(int ssl, uws_listen_t *listen) noexcept {

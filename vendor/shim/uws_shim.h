@@ -132,6 +132,12 @@ void uws_listen_close(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
 /* Closes the listen socket's whole HTTP context: every listen socket of
  * the app and every HTTP connection (not the WebSockets). */
 void uws_listen_close_http(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
+/* The app's SSL_CTX (NULL for a plain app). */
+void *uws_app_native_handle(int ssl, uws_app_t *app) UWS_NOEXCEPT;
+/* TLS: serves hostname_pattern (SNI) with its own certificate on the
+ * listen socket's context, routed like every other request. */
+void uws_listen_add_server_name(int ssl, uws_listen_t *listen, const char *hostname_pattern,
+                                const uws_tls_options_t *options) UWS_NOEXCEPT;
 /* Closes listen sockets, HTTP sockets and WebSockets (without close frames). */
 void uws_app_close(int ssl, uws_app_t *app) UWS_NOEXCEPT;
 /* Returns 1 when the topic had subscribers (the message is queued for them). */

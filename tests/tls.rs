@@ -1,0 +1,195 @@
+//! wss:// with a certificate made by the test (needs `--features tls`).
+#![cfg(feature = "tls")]
+
+mod common;
+
+use std::net::TcpStream;
+
+use common::probe::Probe;
+use common::*;
+use openssl::asn1::Asn1Time;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::extension::SubjectAlternativeName;
+use openssl::x509::{X509NameBuilder, X509};
+use tungstenite::Message as M;
+use uws::{serve, Error, Pem, ServeOptions, TlsOptions, WebSocketOptions};
+
+/// A self-signed certificate for `host` (and 127.0.0.1): (cert PEM, key PEM).
+fn certificate(host: &str) -> (String, String) {
+    let key: PKey<Private> = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", host).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns(host)
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let cert = b.build();
+    (
+        String::from_utf8(cert.to_pem().unwrap()).unwrap(),
+        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+    )
+}
+
+fn tls_server(tls: TlsOptions) -> (Probe, Running<common::probe::Data>) {
+    let probe = Probe::default();
+    let running = start_with(
+        ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            tls: Some(tls),
+            websocket: WebSocketOptions::default(),
+            ..Default::default()
+        },
+        probe.clone(),
+    );
+    (probe, running)
+}
+
+type TlsClient = tungstenite::WebSocket<native_tls::TlsStream<TcpStream>>;
+
+fn wss(port: u16, host: &str, trusted_cert: &str, path: &str) -> TlsClient {
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(trusted_cert.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let stream = connector.connect(host, tcp).expect("TLS handshake");
+    let (ws, response) =
+        tungstenite::client(format!("wss://{host}:{port}{path}"), stream).expect("handshake");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+fn text(c: &mut TlsClient) -> String {
+    loop {
+        match c.read().unwrap() {
+            M::Text(t) => return t.to_string(),
+            M::Ping(_) | M::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn wss_echo_and_pub_sub_from_in_memory_pem() {
+    let (cert, key) = certificate("localhost");
+    let (_probe, server) = tls_server(TlsOptions::new(Pem::Memory(cert.clone()), Pem::Memory(key)));
+    let mut a = wss(server.port, "localhost", &cert, "/?name=a");
+    let mut b = wss(server.port, "localhost", &cert, "/?name=b");
+    a.send(M::text("echo over tls")).unwrap();
+    assert_eq!(text(&mut a), "over tls");
+    for c in [&mut a, &mut b] {
+        c.send(M::text("sub room")).unwrap();
+        assert_eq!(text(c), "true");
+    }
+    a.send(M::text("pub room secret news")).unwrap();
+    assert_eq!(text(&mut b), "secret news");
+    a.send(M::text("spub room to all")).unwrap();
+    assert_eq!(text(&mut a), "to all");
+    assert_eq!(text(&mut b), "to all");
+}
+
+#[test]
+fn certificate_files_and_sni_server_names() {
+    let dir = std::env::temp_dir().join(format!("uws-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = certificate("localhost");
+    let (other_cert, other_key) = certificate("other.test");
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), &key).unwrap();
+    let mut tls = TlsOptions::new(
+        Pem::File(dir.join("cert.pem")),
+        Pem::File(dir.join("key.pem")),
+    );
+    tls.server_names.push((
+        "other.test".into(),
+        TlsOptions::new(Pem::Memory(other_cert.clone()), Pem::Memory(other_key)),
+    ));
+    let (_probe, server) = tls_server(tls);
+    let mut a = wss(server.port, "localhost", &cert, "/?name=a");
+    a.send(M::text("echo main")).unwrap();
+    assert_eq!(text(&mut a), "main");
+    // The SNI name gets its own certificate (verification would fail otherwise).
+    let mut b = wss(server.port, "other.test", &other_cert, "/?name=b");
+    b.send(M::text("echo sni")).unwrap();
+    assert_eq!(text(&mut b), "sni");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plain_text_client_fails_cleanly_and_the_server_goes_on() {
+    let (cert, key) = certificate("localhost");
+    let (probe, server) = tls_server(TlsOptions::new(Pem::Memory(cert.clone()), Pem::Memory(key)));
+    let reply = raw_exchange(server.port, &handshake("/?name=plain", ""));
+    assert!(
+        !reply.starts_with(b"HTTP/1.1 101"),
+        "no plain-text upgrade over a TLS port"
+    );
+    let mut a = wss(server.port, "localhost", &cert, "/?name=a");
+    a.send(M::text("echo fine")).unwrap();
+    assert_eq!(text(&mut a), "fine");
+    assert!(!probe.has("open:plain"));
+}
+
+fn serve_error(tls: TlsOptions) -> Error {
+    serve(
+        ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            tls: Some(tls),
+            ..Default::default()
+        },
+        Probe::default(),
+    )
+    .map(|_| ())
+    .unwrap_err()
+}
+
+#[test]
+fn missing_bad_and_mismatched_certificates_are_errors_not_plain_listeners() {
+    let (cert, key) = certificate("localhost");
+    let (_, other_key) = certificate("localhost");
+    let e = serve_error(TlsOptions::new(
+        Pem::File("/nonexistent/cert.pem".into()),
+        Pem::Memory(key.clone()),
+    ));
+    assert!(
+        matches!(&e, Error::Tls { path, .. } if path == "/nonexistent/cert.pem"),
+        "{e}"
+    );
+    let e = serve_error(TlsOptions::new(
+        Pem::Memory("not a certificate".into()),
+        Pem::Memory(key),
+    ));
+    assert!(matches!(&e, Error::Tls { .. }), "{e}");
+    let e = serve_error(TlsOptions::new(
+        Pem::Memory(cert.clone()),
+        Pem::Memory(other_key),
+    ));
+    assert!(e.to_string().contains("mismatch"), "{e}");
+    // A bad certificate for an SNI name is an error too, not a silent skip.
+    let (good_cert, good_key) = certificate("localhost");
+    let mut tls = TlsOptions::new(Pem::Memory(good_cert), Pem::Memory(good_key));
+    tls.server_names.push((
+        "other.test".into(),
+        TlsOptions::new(Pem::Memory(cert), Pem::Memory("garbage".into())),
+    ));
+    let e = serve_error(tls);
+    assert!(matches!(&e, Error::Tls { .. }), "{e}");
+}
