@@ -2,6 +2,7 @@
 //! real clients (tungstenite, or raw TCP) with bounded waits.
 #![allow(dead_code)]
 
+pub mod deflate;
 pub mod probe;
 
 use std::io::{Read, Write};
