@@ -1,0 +1,36 @@
+//! Group chat: the chat room of Bun's WebSocket guide and of Bun's
+//! WebSocket benchmark.
+//!
+//! ```text
+//! cargo run --release --example chat -- --port 3000 [--host 127.0.0.1] [--clients 16]
+//! ```
+//!
+//! Clients connect to `/?name=NAME` (or send a `name` cookie). Every socket
+//! joins the room `room`; once `--clients` sockets have joined, the server
+//! publishes `ready`. Each message is published to the room as
+//! `NAME: message`, the sender included. Prints `listening on HOST:PORT`
+//! once bound.
+
+#[path = "../common/args.rs"]
+mod args;
+mod room;
+
+use std::io::Write;
+use uws::{serve, ServeOptions};
+
+fn main() {
+    let args = args::Args::from_env();
+    let options = ServeOptions {
+        hostname: args.get("--host", "127.0.0.1".to_string()),
+        port: args.get("--port", 3000),
+        ..Default::default()
+    };
+    let chat = room::Chat::new(args.get("--clients", 16));
+    let app = serve(options, chat).unwrap_or_else(|e| {
+        eprintln!("chat: {e}");
+        std::process::exit(1)
+    });
+    println!("listening on {}:{}", app.hostname(), app.port());
+    let _ = std::io::stdout().flush();
+    app.run();
+}
