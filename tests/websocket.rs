@@ -436,3 +436,19 @@ fn every_data_value_is_dropped_once_however_sockets_end() {
     assert_eq!(probe.drops(), 6);
     drop(clients);
 }
+
+#[test]
+fn closing_or_terminating_inside_open_works() {
+    let (probe, server) = probe_server(WebSocketOptions::default());
+    let mut c = connect(&server.url("/?name=closer"));
+    assert_eq!(recv_text(&mut c), "welcome and goodbye");
+    assert_eq!(recv_close(&mut c), Some((4002, "go away".into())));
+    wait_for("close", || probe.has("close:closer:4002:go away"));
+    // Terminated before the corked 101 was flushed: the client just sees
+    // the connection end.
+    let _ = raw_exchange(server.port, &handshake("/?name=terminator", ""));
+    wait_for("close", || probe.count_prefix("close:terminator:1006") == 1);
+    wait_for("drops", || probe.drops() == 2);
+    let mut ok = connect(&server.url("/?name=after"));
+    assert_eq!(ask(&mut ok, "echo still serving"), "still serving");
+}

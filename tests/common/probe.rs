@@ -91,6 +91,14 @@ impl WebSocketHandler for Probe {
             .unwrap()
             .push((ws.data().name.clone(), ws.id()));
         self.push(format!("open:{}", ws.data().name));
+        match ws.data().name.as_str() {
+            "closer" => {
+                ws.send_text("welcome and goodbye");
+                let _ = ws.close(4002, "go away");
+            }
+            "terminator" => ws.terminate(),
+            _ => {}
+        }
     }
 
     fn message(&self, ws: &mut ServerWebSocket<Data>, message: Message<'_>) {
