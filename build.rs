@@ -54,6 +54,10 @@ fn main() {
         // uSockets' C files are compiled as C++: allow C's implicit
         // conversions from void *, and keep upstream's warnings out of ours.
         .flag("-fpermissive")
+        // cc builds position-independent code; without this, GCC must
+        // assume any global function may be interposed at run time and
+        // will not inline uSockets' small calls into uWebSockets.
+        .flag("-fno-semantic-interposition")
         .warnings(false)
         .extra_warnings(false)
         .flag_if_supported("-w");

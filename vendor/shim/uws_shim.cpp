@@ -5,6 +5,8 @@
 
 #include "App.h"
 
+#include <type_traits>
+
 namespace {
 
 // The per-socket user data: one pointer owned by the Rust side.
@@ -19,12 +21,31 @@ using Ws = uWS::WebSocket<SSL, true, UserData>;
 template <bool SSL>
 using Res = uWS::HttpResponse<SSL>;
 
-template <bool SSL>
-App<SSL> *app(uws_app_t *a) { return reinterpret_cast<App<SSL> *>(a); }
-template <bool SSL>
-Ws<SSL> *ws(uws_ws_t *w) { return reinterpret_cast<Ws<SSL> *>(w); }
-template <bool SSL>
-Res<SSL> *res(uws_res_t *r) { return reinterpret_cast<Res<SSL> *>(r); }
+#ifdef LIBUS_NO_SSL
+constexpr bool kHaveTls = false;
+#else
+constexpr bool kHaveTls = true;
+#endif
+
+// Calls f(std::true_type) for a TLS app and f(std::false_type) for a plain
+// one. Without TLS support only the plain instantiations exist, which keeps
+// the translation unit small enough for GCC to inline what matters.
+template <typename F>
+decltype(auto) with_kind(int ssl, F &&f) {
+    if constexpr (kHaveTls) {
+        if (ssl) {
+            return f(std::true_type{});
+        }
+    }
+    return f(std::false_type{});
+}
+
+template <typename K>
+App<K::value> *app(uws_app_t *a) { return reinterpret_cast<App<K::value> *>(a); }
+template <typename K>
+Ws<K::value> *ws(uws_ws_t *w) { return reinterpret_cast<Ws<K::value> *>(w); }
+template <typename K>
+Res<K::value> *res(uws_res_t *r) { return reinterpret_cast<Res<K::value> *>(r); }
 uWS::HttpRequest *req(uws_req_t *r) { return reinterpret_cast<uWS::HttpRequest *>(r); }
 
 template <bool SSL>
@@ -39,11 +60,22 @@ const char *out(std::string_view s, size_t *length) {
     return s.data();
 }
 
-template <bool SSL>
-int register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
-    if ((b->idle_timeout > 0 && b->idle_timeout < 8) || b->idle_timeout > 960 || b->max_lifetime > 240) {
-        return 0;
+uWS::SocketContextOptions context_options(const uws_tls_options_t *options) {
+    uWS::SocketContextOptions o;
+    if (options) {
+        o.key_file_name = options->key_file_name;
+        o.cert_file_name = options->cert_file_name;
+        o.passphrase = options->passphrase;
+        o.dh_params_file_name = options->dh_params_file_name;
+        o.ca_file_name = options->ca_file_name;
+        o.ssl_ciphers = options->ssl_ciphers;
+        o.ssl_prefer_low_memory_usage = options->ssl_prefer_low_memory_usage;
     }
+    return o;
+}
+
+template <bool SSL>
+void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     typename App<SSL>::template WebSocketBehavior<UserData> behavior;
     behavior.compression = (uWS::CompressOptions) b->compression;
     behavior.maxPayloadLength = b->max_payload_length;
@@ -96,7 +128,6 @@ int register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
         };
     }
     a->template ws<UserData>(pattern, std::move(behavior));
-    return 1;
 }
 
 template <bool SSL>
@@ -120,19 +151,17 @@ int ws_publish(Ws<SSL> *w, std::string_view topic, std::string_view message, uWS
     return data->topicTree->publish(nullptr, topic, {std::string(message), op, compress});
 }
 
-template <bool SSL>
-uws_listen_t *listened(App<SSL> *a, auto &&listen) {
-    us_listen_socket_t *ls = nullptr;
-    listen(a, [&ls](us_listen_socket_t *s) { ls = s; });
-    return reinterpret_cast<uws_listen_t *>(ls);
-}
-
 void remote_address(int ssl, us_socket_t *s, char *buf, int *length) {
     us_socket_remote_address(ssl, s, buf, length);
     if (*length != 4 && *length != 16) {
         *length = 0;
     }
 }
+
+struct TimerData {
+    uws_callback_t cb;
+    void *arg;
+};
 
 }  // namespace
 
@@ -145,13 +174,6 @@ void uws_loop_run(uws_loop_t *loop) noexcept { reinterpret_cast<uWS::Loop *>(loo
 void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, void *arg) noexcept {
     reinterpret_cast<uWS::Loop *>(loop)->defer([cb, arg]() { cb(arg); });
 }
-
-namespace {
-struct TimerData {
-    uws_callback_t cb;
-    void *arg;
-};
-}  // namespace
 
 uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) noexcept {
     us_timer_t *t = us_create_timer(reinterpret_cast<us_loop_t *>(loop), fallthrough, sizeof(TimerData));
@@ -170,79 +192,56 @@ void uws_timer_set(uws_timer_t *timer, uws_callback_t cb, void *arg, int ms, int
 
 void uws_timer_close(uws_timer_t *timer) noexcept { us_timer_close(reinterpret_cast<us_timer_t *>(timer)); }
 
-namespace {
-uWS::SocketContextOptions context_options(const uws_tls_options_t *options) {
-    uWS::SocketContextOptions o;
-    if (options) {
-        o.key_file_name = options->key_file_name;
-        o.cert_file_name = options->cert_file_name;
-        o.passphrase = options->passphrase;
-        o.dh_params_file_name = options->dh_params_file_name;
-        o.ca_file_name = options->ca_file_name;
-        o.ssl_ciphers = options->ssl_ciphers;
-        o.ssl_prefer_low_memory_usage = options->ssl_prefer_low_memory_usage;
-    }
-    return o;
-}
-}  // namespace
-
 uws_app_t *uws_app_create(int ssl, const uws_tls_options_t *options) noexcept {
+    if (ssl && !kHaveTls) {
+        return nullptr;
+    }
     uWS::SocketContextOptions o = context_options(options);
-    if (ssl) {
-        auto *a = new App<true>(o);
+    return with_kind(ssl, [&](auto kind) -> uws_app_t * {
+        auto *a = new App<decltype(kind)::value>(o);
         if (a->constructorFailed()) {
             delete a;
             return nullptr;
         }
         return reinterpret_cast<uws_app_t *>(a);
-    }
-    auto *a = new App<false>(o);
-    if (a->constructorFailed()) {
-        delete a;
-        return nullptr;
-    }
-    return reinterpret_cast<uws_app_t *>(a);
+    });
 }
 
 void uws_app_destroy(int ssl, uws_app_t *a) noexcept {
-    if (ssl) {
-        delete app<true>(a);
-    } else {
-        delete app<false>(a);
-    }
+    with_kind(ssl, [&](auto kind) { delete app<decltype(kind)>(a); });
 }
 
 void uws_app_any(int ssl, uws_app_t *a, const char *pattern, uws_http_handler_t handler, void *ctx) noexcept {
-    auto route = [&](auto *application) {
-        application->any(pattern, [handler, ctx](auto *r, uWS::HttpRequest *q) {
+    with_kind(ssl, [&](auto kind) {
+        app<decltype(kind)>(a)->any(pattern, [handler, ctx](auto *r, uWS::HttpRequest *q) {
             handler(ctx, reinterpret_cast<uws_res_t *>(r), reinterpret_cast<uws_req_t *>(q), nullptr);
         });
-    };
-    if (ssl) {
-        route(app<true>(a));
-    } else {
-        route(app<false>(a));
-    }
+    });
 }
 
-int uws_app_ws(int ssl, uws_app_t *a, const char *pattern, const uws_ws_behavior_t *behavior) noexcept {
-    return ssl ? register_ws(app<true>(a), pattern, behavior) : register_ws(app<false>(a), pattern, behavior);
+int uws_app_ws(int ssl, uws_app_t *a, const char *pattern, const uws_ws_behavior_t *b) noexcept {
+    if ((b->idle_timeout > 0 && b->idle_timeout < 8) || b->idle_timeout > 960 || b->max_lifetime > 240) {
+        return 0;
+    }
+    with_kind(ssl, [&](auto kind) { register_ws(app<decltype(kind)>(a), pattern, b); });
+    return 1;
 }
 
 uws_listen_t *uws_app_listen(int ssl, uws_app_t *a, const char *host, int port, int options) noexcept {
+    us_listen_socket_t *ls = nullptr;
     std::string h = host ? host : "";
-    auto go = [&](auto *application) {
-        return listened(application, [&](auto *x, auto &&cb) { x->listen(h, port, options, std::move(cb)); });
-    };
-    return ssl ? go(app<true>(a)) : go(app<false>(a));
+    with_kind(ssl, [&](auto kind) {
+        app<decltype(kind)>(a)->listen(h, port, options, [&ls](us_listen_socket_t *s) { ls = s; });
+    });
+    return reinterpret_cast<uws_listen_t *>(ls);
 }
 
 uws_listen_t *uws_app_listen_unix(int ssl, uws_app_t *a, const char *path, int options) noexcept {
-    std::string p = path;
-    auto go = [&](auto *application) {
-        return listened(application, [&](auto *x, auto &&cb) { x->listen(options, std::move(cb), p); });
-    };
-    return ssl ? go(app<true>(a)) : go(app<false>(a));
+    us_listen_socket_t *ls = nullptr;
+    with_kind(ssl, [&](auto kind) {
+        app<decltype(kind)>(a)->listen(options, [&ls](us_listen_socket_t *s) { ls = s; }, path);
+    });
+    return reinterpret_cast<uws_listen_t *>(ls);
 }
 
 int uws_listen_port(int ssl, uws_listen_t *listen) noexcept {
@@ -254,7 +253,7 @@ void uws_listen_close(int ssl, uws_listen_t *listen) noexcept {
 }
 
 void *uws_app_native_handle(int ssl, uws_app_t *a) noexcept {
-    return ssl ? app<true>(a)->getNativeHandle() : nullptr;
+    return ssl ? with_kind(ssl, [&](auto kind) { return app<decltype(kind)>(a)->getNativeHandle(); }) : nullptr;
 }
 
 void uws_listen_add_server_name(int ssl, uws_listen_t *listen, const char *hostname_pattern,
@@ -269,91 +268,68 @@ void uws_listen_close_http(int ssl, uws_listen_t *listen) noexcept {
 }
 
 void uws_app_close(int ssl, uws_app_t *a) noexcept {
-    if (ssl) {
-        app<true>(a)->close();
-    } else {
-        app<false>(a)->close();
-    }
+    with_kind(ssl, [&](auto kind) { app<decltype(kind)>(a)->close(); });
 }
 
 int uws_app_publish(int ssl, uws_app_t *a, const char *topic, size_t topic_length, const char *message,
                     size_t length, uws_opcode_t opcode, int compress) noexcept {
-    auto t = sv(topic, topic_length);
-    auto m = sv(message, length);
-    auto op = (uWS::OpCode) opcode;
-    return ssl ? app<true>(a)->publish(t, m, op, compress != 0) : app<false>(a)->publish(t, m, op, compress != 0);
+    return with_kind(ssl, [&](auto kind) {
+        return app<decltype(kind)>(a)->publish(sv(topic, topic_length), sv(message, length), (uWS::OpCode) opcode,
+                                               compress != 0);
+    });
 }
 
 unsigned int uws_app_num_subscribers(int ssl, uws_app_t *a, const char *topic, size_t topic_length) noexcept {
-    auto t = sv(topic, topic_length);
-    return ssl ? app<true>(a)->numSubscribers(t) : app<false>(a)->numSubscribers(t);
+    return with_kind(ssl, [&](auto kind) { return app<decltype(kind)>(a)->numSubscribers(sv(topic, topic_length)); });
 }
 
 uws_send_status_t uws_ws_send(int ssl, uws_ws_t *w, const char *data, size_t length, uws_opcode_t opcode,
                               int compress) noexcept {
-    auto m = sv(data, length);
-    auto op = (uWS::OpCode) opcode;
-    if (ssl) {
-        return (uws_send_status_t) ws<true>(w)->send(m, op, compress != 0);
-    }
-    return (uws_send_status_t) ws<false>(w)->send(m, op, compress != 0);
+    return with_kind(ssl, [&](auto kind) {
+        return (uws_send_status_t) ws<decltype(kind)>(w)->send(sv(data, length), (uWS::OpCode) opcode, compress != 0);
+    });
 }
 
 void uws_ws_end(int ssl, uws_ws_t *w, int code, const char *message, size_t length) noexcept {
-    if (ssl) {
-        ws<true>(w)->end(code, sv(message, length));
-    } else {
-        ws<false>(w)->end(code, sv(message, length));
-    }
+    with_kind(ssl, [&](auto kind) { ws<decltype(kind)>(w)->end(code, sv(message, length)); });
 }
 
 void uws_ws_close(int ssl, uws_ws_t *w) noexcept {
-    if (ssl) {
-        ws<true>(w)->close();
-    } else {
-        ws<false>(w)->close();
-    }
+    with_kind(ssl, [&](auto kind) { ws<decltype(kind)>(w)->close(); });
 }
 
 void uws_ws_cork(int ssl, uws_ws_t *w, uws_callback_t cb, void *arg) noexcept {
-    if (ssl) {
-        ws<true>(w)->cork([cb, arg]() { cb(arg); });
-    } else {
-        ws<false>(w)->cork([cb, arg]() { cb(arg); });
-    }
+    with_kind(ssl, [&](auto kind) { ws<decltype(kind)>(w)->cork([cb, arg]() { cb(arg); }); });
 }
 
 int uws_ws_subscribe(int ssl, uws_ws_t *w, const char *topic, size_t length) noexcept {
-    return ssl ? ws<true>(w)->subscribe(sv(topic, length)) : ws<false>(w)->subscribe(sv(topic, length));
+    return with_kind(ssl, [&](auto kind) { return ws<decltype(kind)>(w)->subscribe(sv(topic, length)); });
 }
 
 int uws_ws_unsubscribe(int ssl, uws_ws_t *w, const char *topic, size_t length) noexcept {
-    return ssl ? ws<true>(w)->unsubscribe(sv(topic, length)) : ws<false>(w)->unsubscribe(sv(topic, length));
+    return with_kind(ssl, [&](auto kind) { return ws<decltype(kind)>(w)->unsubscribe(sv(topic, length)); });
 }
 
 int uws_ws_is_subscribed(int ssl, uws_ws_t *w, const char *topic, size_t length) noexcept {
-    return ssl ? ws<true>(w)->isSubscribed(sv(topic, length)) : ws<false>(w)->isSubscribed(sv(topic, length));
+    return with_kind(ssl, [&](auto kind) { return ws<decltype(kind)>(w)->isSubscribed(sv(topic, length)); });
 }
 
 void uws_ws_iterate_topics(int ssl, uws_ws_t *w, uws_topic_cb_t cb, void *arg) noexcept {
-    auto each = [cb, arg](std::string_view t) { cb(arg, t.data(), t.length()); };
-    if (ssl) {
-        ws<true>(w)->iterateTopics(each);
-    } else {
-        ws<false>(w)->iterateTopics(each);
-    }
+    with_kind(ssl, [&](auto kind) {
+        ws<decltype(kind)>(w)->iterateTopics([cb, arg](std::string_view t) { cb(arg, t.data(), t.length()); });
+    });
 }
 
 int uws_ws_publish(int ssl, uws_ws_t *w, const char *topic, size_t topic_length, const char *message,
                    size_t length, uws_opcode_t opcode, int compress) noexcept {
-    auto t = sv(topic, topic_length);
-    auto m = sv(message, length);
-    auto op = (uWS::OpCode) opcode;
-    return ssl ? ws_publish(ws<true>(w), t, m, op, compress != 0) : ws_publish(ws<false>(w), t, m, op, compress != 0);
+    return with_kind(ssl, [&](auto kind) {
+        return ws_publish(ws<decltype(kind)>(w), sv(topic, topic_length), sv(message, length), (uWS::OpCode) opcode,
+                          compress != 0);
+    });
 }
 
 unsigned int uws_ws_buffered_amount(int ssl, uws_ws_t *w) noexcept {
-    return ssl ? ws<true>(w)->getBufferedAmount() : ws<false>(w)->getBufferedAmount();
+    return with_kind(ssl, [&](auto kind) { return ws<decltype(kind)>(w)->getBufferedAmount(); });
 }
 
 void uws_ws_remote_address(int ssl, uws_ws_t *w, char *buf, int *length) noexcept {
@@ -379,28 +355,16 @@ void uws_req_for_each_header(uws_req_t *r, uws_header_cb_t cb, void *arg) noexce
 }
 
 void uws_res_write_status(int ssl, uws_res_t *r, const char *status, size_t length) noexcept {
-    if (ssl) {
-        res<true>(r)->writeStatus(sv(status, length));
-    } else {
-        res<false>(r)->writeStatus(sv(status, length));
-    }
+    with_kind(ssl, [&](auto kind) { res<decltype(kind)>(r)->writeStatus(sv(status, length)); });
 }
 
 void uws_res_write_header(int ssl, uws_res_t *r, const char *key, size_t key_length, const char *value,
                           size_t value_length) noexcept {
-    if (ssl) {
-        res<true>(r)->writeHeader(sv(key, key_length), sv(value, value_length));
-    } else {
-        res<false>(r)->writeHeader(sv(key, key_length), sv(value, value_length));
-    }
+    with_kind(ssl, [&](auto kind) { res<decltype(kind)>(r)->writeHeader(sv(key, key_length), sv(value, value_length)); });
 }
 
 void uws_res_end(int ssl, uws_res_t *r, const char *body, size_t length, int close_connection) noexcept {
-    if (ssl) {
-        res<true>(r)->end(sv(body, length), close_connection != 0);
-    } else {
-        res<false>(r)->end(sv(body, length), close_connection != 0);
-    }
+    with_kind(ssl, [&](auto kind) { res<decltype(kind)>(r)->end(sv(body, length), close_connection != 0); });
 }
 
 void uws_res_remote_address(int ssl, uws_res_t *r, char *buf, int *length) noexcept {
@@ -410,15 +374,12 @@ void uws_res_remote_address(int ssl, uws_res_t *r, char *buf, int *length) noexc
 void uws_res_upgrade(int ssl, uws_res_t *r, void *user, const char *key, size_t key_length, const char *protocol,
                      size_t protocol_length, const char *extensions, size_t extensions_length,
                      void *ws_context) noexcept {
-    auto k = sv(key, key_length);
-    auto p = sv(protocol, protocol_length);
-    auto e = sv(extensions, extensions_length);
-    auto *c = static_cast<us_socket_context_t *>(ws_context);
-    if (ssl) {
-        res<true>(r)->template upgrade<UserData>(UserData{user}, k, p, e, c);
-    } else {
-        res<false>(r)->template upgrade<UserData>(UserData{user}, k, p, e, c);
-    }
+    with_kind(ssl, [&](auto kind) {
+        res<decltype(kind)>(r)->template upgrade<UserData>(UserData{user}, sv(key, key_length),
+                                                            sv(protocol, protocol_length),
+                                                            sv(extensions, extensions_length),
+                                                            static_cast<us_socket_context_t *>(ws_context));
+    });
 }
 
 }  // extern "C"
