@@ -76,6 +76,10 @@ fn configure_tls(build: &mut cc::Build) {
         return;
     }
     build.define("LIBUS_USE_OPENSSL", None);
+    // Plain and TLS instantiations together make a "large unit" for GCC,
+    // whose growth limit then stops the inlining the plain build gets
+    // (chat: 275 instead of 244 instructions per delivery).
+    build.flag_if_supported("--param=large-unit-insns=100000");
     if let Some(include) = env::var_os("DEP_OPENSSL_INCLUDE") {
         for dir in env::split_paths(&include) {
             build.include(dir);
