@@ -195,7 +195,7 @@ impl<H: WebSocketHandler> Ctx<H> {
         match frame.deferred_close.take() {
             // SAFETY: the frame is gone, so the slot is free again; the
             // socket closed during `f` and its close handler is still owed.
-            Some((code, reason)) => unsafe { self.close_now(ws, slot, code, &reason) },
+            Some(closed) => unsafe { self.close_now(ws, slot, closed.0, &closed.1) },
             None if panicked && frame.state.get() == ReadyState::Open => {
                 let reason = "internal error";
                 // SAFETY: the socket is still open; its close callback comes
@@ -505,7 +505,7 @@ pub(crate) unsafe extern "C" fn on_close<H: WebSocketHandler>(
                 if frame.state.get() == ReadyState::Open {
                     frame.state.set(ReadyState::Closed);
                 }
-                frame.deferred_close.set(Some((code, reason.into())));
+                frame.deferred_close.set(Some(Box::new((code, reason.into()))));
                 core.registry.borrow_mut().remove(frame.id);
             }
             None => c.close_now(ws, user.cast(), code, reason),

@@ -317,10 +317,10 @@ impl<T: 'static> Server<T> {
             f(&mut *slot)
         };
         drop(pop);
-        if let Some((code, reason)) = frame.deferred_close.take() {
+        if let Some(closed) = frame.deferred_close.take() {
             // SAFETY: the frame is popped; the socket closed meanwhile and
             // its close handler is owed.
-            unsafe { (self.core.close_hook)(self.core.ctx.get(), ws, slot.cast(), code, &reason) };
+            unsafe { (self.core.close_hook)(self.core.ctx.get(), ws, slot.cast(), closed.0, &closed.1) };
         }
         Some(result)
     }

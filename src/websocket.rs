@@ -184,8 +184,9 @@ pub(crate) struct Frame {
     pub(crate) id: SocketId,
     pub(crate) state: Cell<ReadyState>,
     /// A close that arrived during the callback: code and reason, delivered
-    /// to the close handler once the callback returns.
-    pub(crate) deferred_close: Cell<Option<(i32, Box<[u8]>)>>,
+    /// to the close handler once the callback returns (boxed: one word to
+    /// clear and test on the message path).
+    pub(crate) deferred_close: Cell<Option<Box<(i32, Box<[u8]>)>>>,
     pub(crate) prev: *const Frame,
 }
 
@@ -559,9 +560,10 @@ pub(crate) fn ip_from_raw(buf: &[u8; 16], len: i32) -> Option<IpAddr> {
 }
 
 /// # Safety
-/// `data` must point to `len` readable bytes (or `len` must be 0).
+/// `data` must point to `len` readable bytes (or `len` must be 0, when it
+/// may be anything, null included).
 pub(crate) unsafe fn bytes<'a>(data: *const std::ffi::c_char, len: usize) -> &'a [u8] {
-    if len == 0 || data.is_null() {
+    if len == 0 {
         &[]
     } else {
         // SAFETY: guaranteed by the caller.
