@@ -16,6 +16,9 @@
 #   --callgrind         after the timed runs, count instructions per delivery
 #   --callgrind-only    skip the timed runs
 #   --no-build          use the binaries already built
+#   --quiet-max S       before each timed run wait up to S seconds (default
+#                       60) for the machine to be idle (< 10% CPU busy);
+#                       0 = do not wait
 #
 # Every server is pinned to CPU 0 and the load generator to CPU 1. Servers
 # are started with --port 0 and report "listening on HOST:PORT". Raw output
@@ -40,6 +43,7 @@ ECHO_INFLIGHT=16
 ECHO_SIZE=32
 CG_CLIENTS="16 32"
 BUN_VERSION="${BUN_VERSION:-1.4.5}"
+QUIET_MAX=60
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 
@@ -54,7 +58,8 @@ while [[ $# -gt 0 ]]; do
         --callgrind) CALLGRIND=1; shift ;;
         --callgrind-only) CALLGRIND=1; TIMED=0; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --quiet-max) QUIET_MAX="$2"; shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -162,7 +167,7 @@ log "servers: ${ACTIVE[*]}${OURS_KINDS:+ (ours:$OURS_KINDS)}; results in $RES"
     echo "host: $(uname -srm), $(nproc) CPUs"
     grep -m1 'model name' /proc/cpuinfo 2>/dev/null
     echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) $(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l) changed files"
-    [[ $HAVE_BUN == 1 ]] && echo "bun: $(cat "$RES/bun-version.txt")"
+    [[ $HAVE_BUN == 1 ]] && echo "bun: $("$BUN" --version 2>&1)"
     echo "rounds=$ROUNDS seconds=$SECONDS_PER_RUN idle_conns=$IDLE_CONNS hold=$HOLD"
 } > "$RES/env.txt"
 
@@ -225,6 +230,30 @@ trap 'stop_server; exit 130' INT TERM
 
 # utime and stime ticks of a process (all threads), fields 14 and 15.
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12, $13}'; }
+# Machine-wide CPU ticks: "busy idle" (busy = user nice system steal; irq and
+# softirq are left out, loopback networking of our own processes lands there).
+stat_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $9, $5 + $6 + $7 + $8; exit}' /proc/stat; }
+
+# Waits (up to QUIET_MAX s) until less than 10% of the machine is busy, so
+# that other work (builds, tests) does not share the benchmark's CPUs.
+wait_quiet() {
+    [[ "$QUIET_MAX" -gt 0 ]] || return 0
+    local deadline=$((SECONDS + QUIET_MAX)) b0 i0 b1 i1 pct said=0
+    while :; do
+        read -r b0 i0 < <(stat_ticks)
+        sleep 1
+        read -r b1 i1 < <(stat_ticks)
+        pct=$(( (b1 - b0) * 100 / ((b1 - b0) + (i1 - i0) + 1) ))
+        [[ $pct -lt 10 ]] && return 0
+        if [[ $SECONDS -ge $deadline ]]; then
+            log "  warning: machine still ${pct}% busy after ${QUIET_MAX}s; measuring anyway (see 'other')"
+            return 0
+        fi
+        [[ $said == 1 ]] || log "  waiting for a quiet machine (${pct}% of all CPUs busy)"
+        said=1
+    done
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $2" | head -1; }
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RUNS"; }
@@ -241,12 +270,15 @@ run_throughput() {
     server_cmd "$server" "$kind"
     start_server "$RES/$tag.server.log" 15 "${PIN_SERVER[@]}" "${CMD[@]}" "${sargs[@]}" || {
         log "  $tag: server failed to start"; return 1; }
-    local u0 s0 u1 s1
+    local u0 s0 u1 s1 mb0 mi0 mb1 mi1
+    wait_quiet
+    read -r mb0 mi0 < <(stat_ticks)
     read -r u0 s0 < <(cpu_ticks "$SRV_PID")
     timeout $((SECONDS_PER_RUN + 90)) "${PIN_LOAD[@]}" "$LOADGEN" "$@" --port "$SRV_PORT" \
         --seconds "$SECONDS_PER_RUN" --quiet > "$RES/$tag.loadgen.txt" 2>&1
     local rc=$?
     read -r u1 s1 < <(cpu_ticks "$SRV_PID" 2>/dev/null || echo "$u0 $s0")
+    read -r mb1 mi1 < <(stat_ticks)
     stop_server
     local line
     line="$(grep '^RESULT' "$RES/$tag.loadgen.txt")"
@@ -254,17 +286,26 @@ run_throughput() {
         log "  $tag: loadgen failed (rc=$rc), see $RES/$tag.loadgen.txt"
         return 1
     fi
-    local count secs med lgcpu
+    local count secs med lgcpu lgsec
     if [[ $kind == chat ]]; then count="$(field deliveries "$line")"; else count="$(field messages "$line")"; fi
     secs="$(field seconds "$line")"
     med="$(field rate_median "$line")"
     lgcpu="$(field loadgen_cpu_frac "$line")"
+    lgsec="$(field loadgen_cpu_s "$line")"
     local du=$((u1 - u0)) ds=$((s1 - s0))
     record "$wl" "$server" "$round" rate "$med"
-    python3 - "$wl" "$server" "$round" "$count" "$secs" "$du" "$ds" "$CLK_TCK" "$lgcpu" >> "$RUNS" <<'EOF'
+    python3 - "$wl" "$server" "$round" "$count" "$secs" "$du" "$ds" "$CLK_TCK" "$lgcpu" \
+        "$lgsec" "$((mb1 - mb0))" "$((mi1 - mi0))" "$(nproc)" >> "$RUNS" <<'EOF'
 import sys
-wl, server, rnd, count, secs, du, ds, tck, lg = sys.argv[1:]
+wl, server, rnd, count, secs, du, ds, tck, lg, lgsec, mbusy, midle, ncpu = sys.argv[1:]
 count, secs, du, ds, tck = int(count), float(secs), int(du), int(ds), int(tck)
+mbusy, midle, ncpu = int(mbusy), int(midle), int(ncpu)
+# CPU used by anything but the server and the loadgen while the run lasted,
+# in % of one CPU (a few % is normal; more means the numbers are disturbed).
+wall = (mbusy + midle) / ncpu
+if wall > 0:
+    other = (mbusy - du - ds - float(lgsec) * tck) / wall * 100
+    print(f"{wl}\t{server}\t{rnd}\tother\t{max(other, 0):.0f}")
 if count > 0:
     print(f"{wl}\t{server}\t{rnd}\tcpu_ns\t{(du + ds) / tck / count * 1e9:.1f}")
     print(f"{wl}\t{server}\t{rnd}\tuser_ns\t{du / tck / count * 1e9:.1f}")
@@ -412,6 +453,7 @@ ROWS = [
     ("instr", "user-space instructions per msg (callgrind), lower is better"),
     ("busy", "server CPU busy % during the run"),
     ("loadgen", "loadgen CPU % (its own core)"),
+    ("other", "CPU % (of one CPU) used by other processes during the run; >10 = disturbed"),
     ("bytes_per_conn", "server RSS bytes per idle connection, lower is better"),
 ]
 names = {"ours": "uws (ours)", "ref": "C++ reference", "bun": "Bun"}
@@ -442,11 +484,17 @@ for wl in workloads:
             cells.append(f" {cell:>24}")
         ratios = []
         for a, b in pairs:
-            if a in meds and b in meds and meds[b] and metric not in ("busy", "loadgen"):
+            if a in meds and b in meds and meds[b] and metric not in ("busy", "loadgen", "other"):
                 ratios.append(f" {meds[a] / meds[b]:>9.2f}")
             else:
                 ratios.append(f" {'':>9}")
         print(f"{wl:<9} {metric:<9}" + "".join(cells) + "".join(ratios))
+disturbed = sum(1 for (wl, m, s), v in vals.items() if m == "other" for x in v if x > 10)
+total = sum(len(v) for (wl, m, s), v in vals.items() if m == "other")
+if disturbed:
+    print()
+    print(f"WARNING: {disturbed} of {total} timed runs shared the CPUs with other work (other > 10%);")
+    print("         their rates are not trustworthy (cpu_ns/user_ns/instr are less affected).")
 print()
 print("metrics:")
 for metric, desc in ROWS:

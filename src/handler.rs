@@ -2,7 +2,6 @@
 //! and the `extern "C"` trampolines that dispatch native events to it.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -131,6 +130,14 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
+/// The error for a caught panic of `handler` (the payload is dropped here,
+/// its own destructor's panic contained).
+pub(crate) fn caught(handler: &'static str, payload: Box<dyn Any + Send>) -> Error {
+    let message = panic_message(&*payload);
+    let _ = drop_contained(payload);
+    Error::HandlerPanic { handler, message }
+}
+
 /// Drops `value`, containing a panic of its destructor.
 pub(crate) fn drop_contained<T>(value: T) -> Result<(), Error> {
     catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(|p| Error::HandlerPanic {
@@ -149,31 +156,24 @@ impl<H: WebSocketHandler> Ctx<H> {
         let _ = catch_unwind(AssertUnwindSafe(|| self.handler.error(ws, error)));
     }
 
-    /// Runs `f` on the socket with a frame pushed (see [`Frame`]); then
-    /// handles what happened meanwhile: a panic closes with 1011, a close
-    /// that arrived during `f` runs the close handler now.
+    /// Runs `f` on the socket with its frame pushed (see [`Frame`]),
+    /// containing a panic. Returns whether `f` panicked and the frame as
+    /// it ended (its state, and a close that arrived meanwhile).
     ///
     /// # Safety
     /// `ws` is a live socket of this server and `slot` its data, not
     /// borrowed by anyone (no frame for `ws` on the stack).
-    pub(crate) unsafe fn dispatch(
+    unsafe fn in_frame(
         &self,
         ws: *mut sys::uws_ws_t,
         slot: *mut Slot<H>,
+        state: ReadyState,
         name: &'static str,
         f: impl FnOnce(&H, &mut Slot<H>),
-    ) {
+    ) -> (bool, Frame) {
         let core = self.core();
         // SAFETY: nobody borrows `slot` (caller's promise).
-        let id = unsafe { (*slot).id };
-        let frame = Frame {
-            ws,
-            core,
-            id,
-            state: Cell::new(ReadyState::Open),
-            deferred_close: Cell::new(None),
-            prev: core.top.get(),
-        };
+        let frame = Frame::new(ws, core, unsafe { (*slot).id }, state);
         core.top.set(&frame);
         // SAFETY: as above; from here until the frame is popped, the only
         // access to the slot is the `&mut` handed to `f` and the error handler.
@@ -184,14 +184,27 @@ impl<H: WebSocketHandler> Ctx<H> {
         let result = catch_unwind(AssertUnwindSafe(|| f(&self.handler, &mut *sws)));
         let panicked = result.is_err();
         if let Err(p) = result {
-            let error = Error::HandlerPanic {
-                handler: name,
-                message: panic_message(&*p),
-            };
-            let _ = drop_contained(p);
-            self.report(Some(sws), &error);
+            self.report(Some(sws), &caught(name, p));
         }
         core.top.set(frame.prev);
+        (panicked, frame)
+    }
+
+    /// Runs a handler on an open socket, then deals with what happened
+    /// meanwhile: a panic closes with 1011, a close that arrived during the
+    /// handler runs the close handler now.
+    ///
+    /// # Safety
+    /// As for [`in_frame`](Self::in_frame).
+    pub(crate) unsafe fn dispatch(
+        &self,
+        ws: *mut sys::uws_ws_t,
+        slot: *mut Slot<H>,
+        name: &'static str,
+        f: impl FnOnce(&H, &mut Slot<H>),
+    ) {
+        // SAFETY: caller's promise.
+        let (panicked, frame) = unsafe { self.in_frame(ws, slot, ReadyState::Open, name, f) };
         match frame.deferred_close.take() {
             // SAFETY: the frame is gone, so the slot is free again; the
             // socket closed during `f` and its close handler is still owed.
@@ -202,7 +215,13 @@ impl<H: WebSocketHandler> Ctx<H> {
                 // back into `on_close`, which now finds no frame and runs
                 // the close handler at once.
                 unsafe {
-                    sys::uws_ws_end(core.ssl, ws, 1011, reason.as_ptr().cast(), reason.len())
+                    sys::uws_ws_end(
+                        self.core().ssl,
+                        ws,
+                        1011,
+                        reason.as_ptr().cast(),
+                        reason.len(),
+                    )
                 };
             }
             None => {}
@@ -212,7 +231,7 @@ impl<H: WebSocketHandler> Ctx<H> {
     /// Runs the close handler and drops the socket's data.
     ///
     /// # Safety
-    /// As for [`dispatch`](Self::dispatch); `slot` is freed on return.
+    /// As for [`in_frame`](Self::in_frame); `slot` is freed on return.
     pub(crate) unsafe fn close_now(
         &self,
         ws: *mut sys::uws_ws_t,
@@ -220,55 +239,25 @@ impl<H: WebSocketHandler> Ctx<H> {
         code: i32,
         reason: &[u8],
     ) {
-        let core = self.core();
         // SAFETY: not borrowed (caller's promise).
-        core.registry.borrow_mut().remove(unsafe { (*slot).id });
+        self.core()
+            .registry
+            .borrow_mut()
+            .remove(unsafe { (*slot).id });
         let reason = String::from_utf8_lossy(reason);
         let code = u16::try_from(code).unwrap_or(1006);
-        // SAFETY: as for `dispatch`. Inside, the frame's state makes every
-        // send return Dropped: the socket is closed.
+        // SAFETY: as for `in_frame`. The frame's Closed state makes every
+        // send inside the close handler return Dropped.
         unsafe {
-            self.dispatch_closed(ws, slot, |h, s| h.close(s, code, &reason));
-            // SAFETY: the slot came from `Box::into_raw` at upgrade and this
-            // is the one place that frees it.
+            self.in_frame(ws, slot, ReadyState::Closed, "close", |h, s| {
+                h.close(s, code, &reason)
+            });
+            // The slot came from `Box::into_raw` at upgrade and this is the
+            // one place that frees it.
             if let Err(e) = drop_contained(Box::from_raw(slot)) {
                 self.report(None, &e);
             }
         }
-    }
-
-    unsafe fn dispatch_closed(
-        &self,
-        ws: *mut sys::uws_ws_t,
-        slot: *mut Slot<H>,
-        f: impl FnOnce(&H, &mut Slot<H>),
-    ) {
-        let core = self.core();
-        // SAFETY: caller's promise, as in `dispatch`.
-        let id = unsafe { (*slot).id };
-        let frame = Frame {
-            ws,
-            core,
-            id,
-            state: Cell::new(ReadyState::Closed),
-            deferred_close: Cell::new(None),
-            prev: core.top.get(),
-        };
-        core.top.set(&frame);
-        // SAFETY: caller's promise, as in `dispatch`.
-        let sws = unsafe {
-            (*slot).frame = &frame;
-            &mut *slot
-        };
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(&self.handler, &mut *sws))) {
-            let error = Error::HandlerPanic {
-                handler: "close",
-                message: panic_message(&*p),
-            };
-            let _ = drop_contained(p);
-            self.report(Some(sws), &error);
-        }
-        core.top.set(frame.prev);
     }
 
     fn fetch(&self, res: *mut sys::uws_res_t, req: *mut sys::uws_req_t, ws_context: *mut c_void) {
@@ -293,11 +282,7 @@ impl<H: WebSocketHandler> Ctx<H> {
                 None => response.write(ssl, res),
             },
             Err(p) => {
-                let error = Error::HandlerPanic {
-                    handler: "fetch",
-                    message: panic_message(&*p),
-                };
-                let _ = drop_contained(p);
+                let error = caught("fetch", p);
                 if let Some(upgrade) = request.upgrade.take() {
                     if let Err(e) = drop_contained(upgrade) {
                         self.report(None, &e);
@@ -505,7 +490,9 @@ pub(crate) unsafe extern "C" fn on_close<H: WebSocketHandler>(
                 if frame.state.get() == ReadyState::Open {
                     frame.state.set(ReadyState::Closed);
                 }
-                frame.deferred_close.set(Some(Box::new((code, reason.into()))));
+                frame
+                    .deferred_close
+                    .set(Some(Box::new((code, reason.into()))));
                 core.registry.borrow_mut().remove(frame.id);
             }
             None => c.close_now(ws, user.cast(), code, reason),

@@ -294,14 +294,7 @@ impl<T: 'static> Server<T> {
             return None;
         }
         let slot = slot as *mut ServerWebSocket<T>;
-        let frame = Frame {
-            ws,
-            core: &self.core,
-            id,
-            state: Cell::new(ReadyState::Open),
-            deferred_close: Cell::new(None),
-            prev: self.core.top.get(),
-        };
+        let frame = Frame::new(ws, &self.core, id, ReadyState::Open);
         struct Pop<'a>(&'a Core, *const Frame);
         impl Drop for Pop<'_> {
             fn drop(&mut self) {
@@ -320,7 +313,9 @@ impl<T: 'static> Server<T> {
         if let Some(closed) = frame.deferred_close.take() {
             // SAFETY: the frame is popped; the socket closed meanwhile and
             // its close handler is owed.
-            unsafe { (self.core.close_hook)(self.core.ctx.get(), ws, slot.cast(), closed.0, &closed.1) };
+            unsafe {
+                (self.core.close_hook)(self.core.ctx.get(), ws, slot.cast(), closed.0, &closed.1)
+            };
         }
         Some(result)
     }
@@ -391,17 +386,8 @@ unsafe extern "C" fn run_jobs(arg: *mut c_void) {
         // loop thread (this callback was deferred to that loop).
         let core = unsafe { &*core };
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(core))) {
-            let message = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let error = Error::HandlerPanic {
-                handler: "defer",
-                message,
-            };
             // SAFETY: the context lives as long as the core.
-            unsafe { (core.report_hook)(core.ctx.get(), &error) };
+            unsafe { (core.report_hook)(core.ctx.get(), &handler::caught("defer", p)) };
         }
     }
 }

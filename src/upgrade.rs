@@ -190,7 +190,8 @@ impl<'a> Request<'a> {
     }
 
     /// Whether this is a valid WebSocket handshake (RFC 6455 4.2.1): GET,
-    /// `Upgrade: websocket`, `Connection: upgrade`, version 13 and a key.
+    /// `Upgrade: websocket`, `Connection: upgrade`, version 13 and a key
+    /// of 16 bytes in base64.
     pub fn is_websocket_upgrade(&self) -> bool {
         let has_token = |name: &str, token: &str| {
             self.header(name)
@@ -201,7 +202,18 @@ impl<'a> Request<'a> {
             && has_token("upgrade", "websocket")
             && has_token("connection", "upgrade")
             && self.header("sec-websocket-version") == Some("13")
+            && self
+                .header_bytes("sec-websocket-key")
+                .is_some_and(valid_key)
     }
+}
+
+/// A `Sec-WebSocket-Key` as RFC 6455 4.1 makes it: 16 random bytes in
+/// base64, so 22 base64 characters and `==`. (uWebSockets only checks the
+/// length.)
+fn valid_key(key: &[u8]) -> bool {
+    let base64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24 && key[..22].iter().all(base64) && key[22..] == *b"=="
 }
 
 impl std::fmt::Debug for Request<'_> {
@@ -456,6 +468,14 @@ mod tests {
         let mut b = [0; 64];
         assert_eq!(status_line(404, &mut b), b"404 Not Found");
         assert_eq!(status_line(299, &mut b), b"299 ");
+    }
+
+    #[test]
+    fn websocket_keys() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!valid_key(b"!!!!!!!!!!!!!!!!!!!!!!!!"));
+        assert!(!valid_key(b"AAAAAAAAAAAAAAAAAAAAAAAA"));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ="));
     }
 
     #[test]

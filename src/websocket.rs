@@ -186,8 +186,30 @@ pub(crate) struct Frame {
     /// A close that arrived during the callback: code and reason, delivered
     /// to the close handler once the callback returns (boxed: one word to
     /// clear and test on the message path).
-    pub(crate) deferred_close: Cell<Option<Box<(i32, Box<[u8]>)>>>,
+    pub(crate) deferred_close: Cell<Option<Box<DeferredClose>>>,
     pub(crate) prev: *const Frame,
+}
+
+/// A close code and reason, kept until the close handler can run.
+pub(crate) type DeferredClose = (i32, Box<[u8]>);
+
+impl Frame {
+    /// A frame for `ws`, to be pushed on `core`'s list of frames.
+    pub(crate) fn new(
+        ws: *mut sys::uws_ws_t,
+        core: &Core,
+        id: SocketId,
+        state: ReadyState,
+    ) -> Frame {
+        Frame {
+            ws,
+            core,
+            id,
+            state: Cell::new(state),
+            deferred_close: Cell::new(None),
+            prev: core.top.get(),
+        }
+    }
 }
 
 /// One server-side WebSocket with its contextual data `T` (Bun's

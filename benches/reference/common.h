@@ -2,6 +2,7 @@
 // command line parsing and the "listening on" line.
 #pragma once
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +28,10 @@ inline int parseNumber(const char *flag, const char *text) {
 }
 
 inline Args parseArgs(int argc, char **argv) {
+    // uSockets writes large messages with writev(), which (unlike its send()
+    // calls) does not pass MSG_NOSIGNAL: a peer that resets mid-write would
+    // kill the process with SIGPIPE. Rust binaries and Bun ignore it too.
+    std::signal(SIGPIPE, SIG_IGN);
     Args a;
     if (const char *env = std::getenv("PORT")) {
         a.port = parseNumber("PORT", env);

@@ -210,7 +210,11 @@ fn parse_opts() -> Opts {
     }
     if o.sources == 0 {
         // About 28k ephemeral ports per source address; stay well below.
-        o.sources = if o.mode == Mode::Idle { o.clients.div_ceil(20_000).max(4) } else { 1 };
+        o.sources = if o.mode == Mode::Idle {
+            o.clients.div_ceil(20_000).max(4)
+        } else {
+            1
+        };
     }
     o.sources = o.sources.min(250);
     o
@@ -294,6 +298,9 @@ struct Conn {
 
     // Parser results, consumed by the runner.
     msgs: u64,
+    /// Payload bytes of data frames (lets chat check the "NAME: msg" format
+    /// without looking at the bytes).
+    data_bytes: u64,
     text_msgs: u64,
     binary_msgs: u64,
     ready: bool,
@@ -327,6 +334,7 @@ impl Conn {
             data_buf: Vec::new(),
             inspect_data: false,
             msgs: 0,
+            data_bytes: 0,
             text_msgs: 0,
             binary_msgs: 0,
             ready: false,
@@ -403,6 +411,7 @@ impl Conn {
         let fin = b0 & 0x80 != 0;
         match op {
             0..=2 => {
+                self.data_bytes += len;
                 self.keep_ctrl = false;
                 if op != 0 {
                     self.msg_op = op;
@@ -434,17 +443,15 @@ impl Conn {
     #[inline]
     fn end_frame(&mut self) -> Result<(), String> {
         match self.op {
-            0..=2 => {
-                if self.fin {
-                    self.msgs += 1;
-                    if self.msg_op == 1 {
-                        self.text_msgs += 1;
-                        if self.inspect_data && self.data_buf == b"ready" {
-                            self.ready = true;
-                        }
-                    } else {
-                        self.binary_msgs += 1;
+            0..=2 if self.fin => {
+                self.msgs += 1;
+                if self.msg_op == 1 {
+                    self.text_msgs += 1;
+                    if self.inspect_data && self.data_buf == b"ready" {
+                        self.ready = true;
                     }
+                } else {
+                    self.binary_msgs += 1;
                 }
             }
             8 => {
@@ -485,7 +492,10 @@ fn os_err(what: &str) -> String {
 }
 
 fn epoll_set(ep: i32, op: i32, fd: i32, events: u32, token: usize) -> Result<(), String> {
-    let mut ev = libc::epoll_event { events, u64: token as u64 };
+    let mut ev = libc::epoll_event {
+        events,
+        u64: token as u64,
+    };
     if unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) } != 0 {
         return Err(os_err("epoll_ctl"));
     }
@@ -494,7 +504,10 @@ fn epoll_set(ep: i32, op: i32, fd: i32, events: u32, token: usize) -> Result<(),
 
 fn raise_nofile(want: u64) {
     unsafe {
-        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < want {
             rl.rlim_cur = want.min(rl.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
@@ -519,7 +532,11 @@ fn cpu_fields(g: &Gen, elapsed: f64) -> String {
         "loadgen_cpu_s={:.3} loadgen_user_s={u:.3} loadgen_sys_s={s:.3} loadgen_cpu_frac={:.2} \
          recvs={} recv_bytes={} sends={} waits={}",
         u + s,
-        if elapsed > 0.0 { (u + s) / elapsed } else { 0.0 },
+        if elapsed > 0.0 {
+            (u + s) / elapsed
+        } else {
+            0.0
+        },
         g.recvs,
         g.recv_bytes,
         g.sends,
@@ -531,7 +548,9 @@ fn sockaddr(ip: [u8; 4], port: u16) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip) },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
         sin_zero: [0; 8],
     }
 }
@@ -565,7 +584,10 @@ impl Gen {
         if ep < 0 {
             return Err(os_err("epoll_create1"));
         }
-        let host = format!("{}.{}.{}.{}:{}", o.host[0], o.host[1], o.host[2], o.host[3], o.port);
+        let host = format!(
+            "{}.{}.{}.{}:{}",
+            o.host[0], o.host[1], o.host[2], o.host[3], o.port
+        );
         let req_head = b"GET /?name=Client".to_vec();
         let req_tail = format!(
             " HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -606,7 +628,11 @@ impl Gen {
 
     fn start_connect(&mut self, idx: usize) -> Result<(), String> {
         let fd = unsafe {
-            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
         };
         if fd < 0 {
             return Err(os_err("socket"));
@@ -614,7 +640,13 @@ impl Gen {
         let one: libc::c_int = 1;
         let sz = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         unsafe {
-            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const _, sz);
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                &one as *const _ as *const _,
+                sz,
+            );
         }
         if self.o.sources > 1 {
             // Spread over 127.0.0.1 .. 127.0.0.K so the ephemeral port range
@@ -623,8 +655,19 @@ impl Gen {
             let src = [127, 0, 0, 1 + (idx % self.o.sources) as u8];
             let sa = sockaddr(src, 0);
             unsafe {
-                libc::setsockopt(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, &one as *const _ as *const _, sz);
-                if libc::bind(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of_val(&sa) as u32) != 0 {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    &one as *const _ as *const _,
+                    sz,
+                );
+                if libc::bind(
+                    fd,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of_val(&sa) as u32,
+                ) != 0
+                {
                     let e = os_err("bind");
                     libc::close(fd);
                     return Err(e);
@@ -633,7 +676,11 @@ impl Gen {
         }
         let sa = sockaddr(self.o.host, self.o.port);
         let r = unsafe {
-            libc::connect(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of_val(&sa) as u32)
+            libc::connect(
+                fd,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&sa) as u32,
+            )
         };
         if r != 0 && errno() != libc::EINPROGRESS {
             let e = os_err("connect");
@@ -645,7 +692,13 @@ impl Gen {
         c.st = St::Connecting;
         c.want_out = true;
         self.pending += 1;
-        epoll_set(self.ep, libc::EPOLL_CTL_ADD, fd, (libc::EPOLLIN | libc::EPOLLOUT) as u32, idx)
+        epoll_set(
+            self.ep,
+            libc::EPOLL_CTL_ADD,
+            fd,
+            (libc::EPOLLIN | libc::EPOLLOUT) as u32,
+            idx,
+        )
     }
 
     /// Writes as much of the connection's output as the socket takes.
@@ -653,7 +706,14 @@ impl Gen {
         while c.out_pos < c.out.len() {
             let rest = &c.out[c.out_pos..];
             *sends += 1;
-            let r = unsafe { libc::send(c.fd, rest.as_ptr() as *const _, rest.len(), libc::MSG_NOSIGNAL) };
+            let r = unsafe {
+                libc::send(
+                    c.fd,
+                    rest.as_ptr() as *const _,
+                    rest.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
             if r > 0 {
                 c.out_pos += r as usize;
                 continue;
@@ -665,7 +725,13 @@ impl Gen {
             if r < 0 && (e == libc::EAGAIN || e == libc::EWOULDBLOCK) {
                 if !c.want_out {
                     c.want_out = true;
-                    epoll_set(ep, libc::EPOLL_CTL_MOD, c.fd, (libc::EPOLLIN | libc::EPOLLOUT) as u32, idx)?;
+                    epoll_set(
+                        ep,
+                        libc::EPOLL_CTL_MOD,
+                        c.fd,
+                        (libc::EPOLLIN | libc::EPOLLOUT) as u32,
+                        idx,
+                    )?;
                 }
                 return Ok(());
             }
@@ -694,10 +760,19 @@ impl Gen {
             let mut err: libc::c_int = 0;
             let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
             unsafe {
-                libc::getsockopt(c.fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err as *mut _ as *mut _, &mut len);
+                libc::getsockopt(
+                    c.fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    &mut err as *mut _ as *mut _,
+                    &mut len,
+                );
             }
             if err != 0 {
-                return Err(format!("connect (client {idx}): {}", std::io::Error::from_raw_os_error(err)));
+                return Err(format!(
+                    "connect (client {idx}): {}",
+                    std::io::Error::from_raw_os_error(err)
+                ));
             }
             if events & (libc::EPOLLOUT as u32) == 0 {
                 return Ok(false);
@@ -710,7 +785,13 @@ impl Gen {
             return Ok(false);
         }
         if events & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-            let Gen { conns, rbuf, recvs, recv_bytes, .. } = self;
+            let Gen {
+                conns,
+                rbuf,
+                recvs,
+                recv_bytes,
+                ..
+            } = self;
             let c = &mut conns[idx];
             loop {
                 *recvs += 1;
@@ -736,7 +817,9 @@ impl Gen {
                     if c.peer_closed || self.stopping {
                         return Ok(opened);
                     }
-                    return Err(format!("server closed connection of client {idx} (state {st:?})"));
+                    return Err(format!(
+                        "server closed connection of client {idx} (state {st:?})"
+                    ));
                 }
                 let e = errno();
                 if e == libc::EINTR {
@@ -753,7 +836,10 @@ impl Gen {
             Self::flush(ep, idx, c, &mut self.sends)?;
         }
         if c.peer_closed && !self.stopping {
-            return Err(format!("server sent close (code {}) to client {idx}", c.close_code));
+            return Err(format!(
+                "server sent close (code {}) to client {idx}",
+                c.close_code
+            ));
         }
         Ok(opened)
     }
@@ -792,7 +878,14 @@ impl Gen {
     fn wait(&mut self, events: &mut [libc::epoll_event], timeout_ms: i32) -> Result<usize, String> {
         loop {
             self.waits += 1;
-            let n = unsafe { libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout_ms) };
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.ep,
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    timeout_ms,
+                )
+            };
             if n >= 0 {
                 return Ok(n as usize);
             }
@@ -825,8 +918,8 @@ impl Gen {
             }
             let ms = (deadline - now).as_millis().min(100) as i32;
             let n = self.wait(&mut events, ms.max(1))?;
-            for k in 0..n {
-                let (ev, idx) = (events[k].events, events[k].u64 as usize);
+            for e in &events[..n] {
+                let (ev, idx) = (e.events, e.u64 as usize);
                 if self.on_event(idx, ev)? {
                     self.pending -= 1;
                     self.open += 1;
@@ -844,6 +937,7 @@ impl Gen {
                 return Err("unexpected messages before the run".into());
             }
             c.msgs = 0;
+            c.data_bytes = 0;
             c.text_msgs = 0;
             c.binary_msgs = 0;
             c.inspect_data = false;
@@ -878,7 +972,14 @@ struct Ticker {
 impl Ticker {
     fn new(label: &'static str, quiet: bool) -> Ticker {
         let now = Instant::now();
-        Ticker { start: now, next: now + Duration::from_secs(1), last_count: 0, rates: Vec::new(), quiet, label }
+        Ticker {
+            start: now,
+            next: now + Duration::from_secs(1),
+            last_count: 0,
+            rates: Vec::new(),
+            quiet,
+            label,
+        }
     }
 
     /// Records every whole second that elapsed; returns ms until the next tick.
@@ -888,7 +989,12 @@ impl Ticker {
             self.last_count = count;
             self.rates.push(rate);
             if !self.quiet {
-                eprintln!("  t={:>3}s {} {:>12.0}/s", self.rates.len(), self.label, rate);
+                eprintln!(
+                    "  t={:>3}s {} {:>12.0}/s",
+                    self.rates.len(),
+                    self.label,
+                    rate
+                );
             }
             self.next += Duration::from_secs(1);
         }
@@ -899,13 +1005,21 @@ impl Ticker {
     /// shorter than one second.
     fn summary(&self, total: u64, elapsed: f64) -> (f64, f64, f64) {
         if self.rates.is_empty() {
-            let r = if elapsed > 0.0 { total as f64 / elapsed } else { 0.0 };
+            let r = if elapsed > 0.0 {
+                total as f64 / elapsed
+            } else {
+                0.0
+            };
             return (r, r, r);
         }
         let mut v = self.rates.clone();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let m = v.len();
-        let med = if m % 2 == 1 { v[m / 2] } else { (v[m / 2 - 1] + v[m / 2]) / 2.0 };
+        let med = if m % 2 == 1 {
+            v[m / 2]
+        } else {
+            (v[m / 2 - 1] + v[m / 2]) / 2.0
+        };
         (med, v[0], v[m - 1])
     }
 }
@@ -919,6 +1033,13 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
     g.connect_all(true)?;
     let per_client: u64 = (n * CHAT_LINES.len() * CHAT_REPEAT) as u64;
     let per_batch: u64 = per_client * n as u64;
+    // Every client receives every client's batch as "ClientK: line".
+    let lines_bytes: u64 =
+        CHAT_LINES.iter().map(|l| l.len() as u64).sum::<u64>() * CHAT_REPEAT as u64;
+    let per_sender = (CHAT_LINES.len() * CHAT_REPEAT) as u64;
+    let bytes_per_client: u64 = (0..n)
+        .map(|k| (format!("Client{k}: ").len() as u64) * per_sender + lines_bytes)
+        .sum();
 
     // One batch of client frames, built once; every client sends the same bytes.
     let mut batch = Vec::new();
@@ -962,8 +1083,8 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
             stalled = true;
             eprintln!("loadgen: warning: no deliveries for 10 s (messages dropped by the server?)");
         }
-        for k in 0..got {
-            let (ev, idx) = (events[k].events, events[k].u64 as usize);
+        for e in &events[..got] {
+            let (ev, idx) = (e.events, e.u64 as usize);
             g.on_event(idx, ev)?;
             let c = &mut g.conns[idx];
             let m = c.msgs;
@@ -973,8 +1094,18 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
                 c.batch_recv += m;
                 if c.batch_recv >= per_client && !c.batch_done {
                     if c.batch_recv > per_client {
-                        return Err(format!("client {idx} received more messages than the batch holds"));
+                        return Err(format!(
+                            "client {idx} received more messages than the batch holds"
+                        ));
                     }
+                    if c.data_bytes != bytes_per_client {
+                        return Err(format!(
+                            "client {idx} received {} payload bytes in a batch, expected {bytes_per_client} \
+                             (messages not of the form \"ClientK: msg\"?)",
+                            c.data_bytes
+                        ));
+                    }
+                    c.data_bytes = 0;
                     c.batch_done = true;
                     done_clients += 1;
                 }
@@ -1000,11 +1131,17 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
     let elapsed = start.elapsed().as_secs_f64();
     let text: u64 = g.conns.iter().map(|c| c.text_msgs).sum();
     if text != deliveries {
-        return Err(format!("{} of {} deliveries were not text", deliveries - text, deliveries));
+        return Err(format!(
+            "{} of {} deliveries were not text",
+            deliveries - text,
+            deliveries
+        ));
     }
     if let Some(b) = g.o.batches {
         if batches_done != b {
-            return Err(format!("time limit reached after {batches_done} of {b} batches"));
+            return Err(format!(
+                "time limit reached after {batches_done} of {b} batches"
+            ));
         }
     }
     g.close_all();
@@ -1055,8 +1192,8 @@ fn run_echo(mut g: Gen) -> Result<(), String> {
         }
         let to_deadline = (deadline - now).as_millis() as i32 + 1;
         let got = g.wait(&mut events, wait_ms.min(to_deadline))?;
-        for e in 0..got {
-            let (ev, idx) = (events[e].events, events[e].u64 as usize);
+        for e in &events[..got] {
+            let (ev, idx) = (e.events, e.u64 as usize);
             g.on_event(idx, ev)?;
             let c = &mut g.conns[idx];
             let m = c.msgs;
@@ -1114,8 +1251,8 @@ fn run_idle(mut g: Gen) -> Result<(), String> {
         }
         let ms = (deadline - now).as_millis() as i32 + 1;
         let got = g.wait(&mut events, ms)?;
-        for e in 0..got {
-            let (ev, idx) = (events[e].events, events[e].u64 as usize);
+        for e in &events[..got] {
+            let (ev, idx) = (e.events, e.u64 as usize);
             g.on_event(idx, ev)?;
             let c = &mut g.conns[idx];
             if c.msgs > 0 {
@@ -1133,7 +1270,9 @@ fn run_idle(mut g: Gen) -> Result<(), String> {
         cpu_fields(&g, t0.elapsed().as_secs_f64())
     );
     if still_open != n {
-        return Err(format!("only {still_open} of {n} connections survived the hold"));
+        return Err(format!(
+            "only {still_open} of {n} connections survived the hold"
+        ));
     }
     Ok(())
 }
