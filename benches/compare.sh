@@ -13,6 +13,7 @@
 #   --idle-conns N      connections for the idle-memory run (default 10000)
 #   --hold S            seconds the idle connections are held (default 3)
 #   --servers "LIST"    subset of: ours ref bun (default all three)
+#   --echo-inflight K   messages in flight per echo client (default 128)
 #   --callgrind         after the timed runs, count instructions per delivery
 #   --callgrind-only    skip the timed runs
 #   --no-build          use the binaries already built
@@ -39,7 +40,10 @@ TIMED=1
 BUILD=1
 CHAT_CLIENTS="16 32"
 ECHO_CLIENTS=64
-ECHO_INFLIGHT=16
+# 128 in flight: with 16 the load generator's core saturates first (it does
+# as much kernel work per message as the server), which hides the servers'
+# differences; see benches/README.md.
+ECHO_INFLIGHT=128
 ECHO_SIZE=32
 CG_CLIENTS="16 32"
 BUN_VERSION="${BUN_VERSION:-1.4.5}"
@@ -54,6 +58,7 @@ while [[ $# -gt 0 ]]; do
         --idle-conns) IDLE_CONNS="$2"; shift 2 ;;
         --hold) HOLD="$2"; shift 2 ;;
         --servers) SERVERS="$2"; shift 2 ;;
+        --echo-inflight) ECHO_INFLIGHT="$2"; shift 2 ;;
         --quick) ROUNDS=1; SECONDS_PER_RUN=3; shift ;;
         --callgrind) CALLGRIND=1; shift ;;
         --callgrind-only) CALLGRIND=1; TIMED=0; shift ;;
@@ -418,6 +423,39 @@ EOF
                 fi
                 unset IR DEL
             done
+        done
+        # Echo: (Ir(60k messages) - Ir(20k)) / 40k, 16 clients x 16 in flight x 32 B.
+        for s in "${ACTIVE[@]}"; do
+            has_kind "$s" echo || continue
+            declare -A IR=() MSG=()
+            for m in 20000 60000; do
+                tag="callgrind.echo.$s.m$m"
+                server_cmd "$s" echo
+                if ! start_server "$RES/$tag.server.log" 180 "${PIN_SERVER[@]}" valgrind --tool=callgrind \
+                    --callgrind-out-file="$RES/$tag.out" "${CMD[@]}"; then
+                    continue
+                fi
+                timeout 900 "${PIN_LOAD[@]}" "$LOADGEN" echo --port "$SRV_PORT" --clients 16 --inflight 16 \
+                    --size 32 --messages "$m" --seconds 800 > "$RES/$tag.loadgen.txt" 2>&1
+                rc=$?
+                stop_server
+                line="$(grep '^RESULT' "$RES/$tag.loadgen.txt")"
+                ir="$(awk '/^(summary|totals):/ {print $2; exit}' "$RES/$tag.out" 2>/dev/null)"
+                if [[ $rc != 0 || -z "$line" || -z "$ir" ]]; then
+                    log "  $tag: failed (rc=$rc), see $RES/$tag.*"
+                    continue
+                fi
+                IR[$m]="$ir"
+                MSG[$m]="$(field messages "$line")"
+                log "  $tag: Ir=$ir messages=${MSG[$m]}"
+            done
+            if [[ -n "${IR[20000]:-}" && -n "${IR[60000]:-}" ]]; then
+                per="$(python3 -c "import sys; a,b,c,d=map(int,sys.argv[1:]); print(f'{(b-a)/(d-c):.1f}')" \
+                    "${IR[20000]}" "${IR[60000]}" "${MSG[20000]}" "${MSG[60000]}")"
+                record echo "$s" 1 instr "$per"
+                log "  echo $s: $per instructions/message"
+            fi
+            unset IR MSG
         done
     fi
 fi
