@@ -408,6 +408,26 @@ pub(crate) unsafe extern "C" fn on_drain<H: WebSocketHandler>(
     unsafe { ctx::<H>(c).dispatch(ws, user.cast(), "drain", |h, s| h.drain(s)) };
 }
 
+/// Ping and pong: a handler method taking the frame's payload.
+///
+/// # Safety
+/// As for `on_message`.
+unsafe fn on_control<H: WebSocketHandler>(
+    c: *mut c_void,
+    ws: *mut sys::uws_ws_t,
+    user: *mut c_void,
+    data: *const c_char,
+    length: usize,
+    name: &'static str,
+    method: fn(&H, &mut Slot<H>, &[u8]),
+) {
+    // SAFETY: as in `on_message`.
+    unsafe {
+        let payload = bytes(data, length);
+        ctx::<H>(c).dispatch(ws, user.cast(), name, |h, s| method(h, s, payload));
+    }
+}
+
 pub(crate) unsafe extern "C" fn on_ping<H: WebSocketHandler>(
     c: *mut c_void,
     ws: *mut sys::uws_ws_t,
@@ -415,11 +435,8 @@ pub(crate) unsafe extern "C" fn on_ping<H: WebSocketHandler>(
     data: *const c_char,
     length: usize,
 ) {
-    // SAFETY: as in `on_message`.
-    unsafe {
-        let payload = bytes(data, length);
-        ctx::<H>(c).dispatch(ws, user.cast(), "ping", |h, s| h.ping(s, payload));
-    }
+    // SAFETY: the native ping callback's arguments, as `on_control` needs.
+    unsafe { on_control(c, ws, user, data, length, "ping", H::ping) }
 }
 
 pub(crate) unsafe extern "C" fn on_pong<H: WebSocketHandler>(
@@ -429,11 +446,8 @@ pub(crate) unsafe extern "C" fn on_pong<H: WebSocketHandler>(
     data: *const c_char,
     length: usize,
 ) {
-    // SAFETY: as in `on_message`.
-    unsafe {
-        let payload = bytes(data, length);
-        ctx::<H>(c).dispatch(ws, user.cast(), "pong", |h, s| h.pong(s, payload));
-    }
+    // SAFETY: the native pong callback's arguments, as `on_control` needs.
+    unsafe { on_control(c, ws, user, data, length, "pong", H::pong) }
 }
 
 pub(crate) unsafe extern "C" fn on_subscription<H: WebSocketHandler>(
