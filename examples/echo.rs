@@ -3,7 +3,11 @@
 //! ```text
 //! cargo run --release --example echo -- --port 3000 [--host 127.0.0.1]
 //!     [--max-payload BYTES] [--idle-timeout SECS] [--compress]
+//!     [--cert PATH --key PATH]
 //! ```
+//!
+//! `--cert` and `--key` serve wss:// with that certificate chain and key
+//! (build with `--features tls`).
 //!
 //! `--compress` negotiates permessage-deflate (dedicated windows) and
 //! compresses every reply, the setting Autobahn's groups 12 and 13 need.
@@ -15,8 +19,8 @@ mod args;
 
 use std::io::Write;
 use uws::{
-    serve, Compressor, Message, PerMessageDeflate, Request, Response, ServeOptions, Server,
-    ServerWebSocket, UpgradeOptions, WebSocketHandler, WebSocketOptions,
+    serve, Compressor, Message, Pem, PerMessageDeflate, Request, Response, ServeOptions, Server,
+    ServerWebSocket, TlsOptions, UpgradeOptions, WebSocketHandler, WebSocketOptions,
 };
 
 struct Echo {
@@ -41,7 +45,7 @@ impl WebSocketHandler for Echo {
 fn main() {
     let args = args::Args::from_env();
     let defaults = WebSocketOptions::default();
-    let options = ServeOptions {
+    let mut options = ServeOptions {
         hostname: args.get("--host", "127.0.0.1".to_string()),
         port: args.get("--port", 3000),
         websocket: WebSocketOptions {
@@ -55,6 +59,14 @@ fn main() {
         },
         ..Default::default()
     };
+    let cert = args.get("--cert", String::new());
+    let key = args.get("--key", String::new());
+    if !cert.is_empty() || !key.is_empty() {
+        options.tls = Some(TlsOptions::new(
+            Pem::File(cert.into()),
+            Pem::File(key.into()),
+        ));
+    }
     let echo = Echo {
         compress: args.flag("--compress"),
     };

@@ -193,3 +193,19 @@ fn missing_bad_and_mismatched_certificates_are_errors_not_plain_listeners() {
     let e = serve_error(tls);
     assert!(matches!(&e, Error::Tls { .. }), "{e}");
 }
+
+#[test]
+fn the_echo_example_serves_wss_with_cert_and_key_files() {
+    let dir = std::env::temp_dir().join(format!("uws-echo-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = certificate("localhost");
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), &key).unwrap();
+    let cert_path = dir.join("cert.pem").display().to_string();
+    let key_path = dir.join("key.pem").display().to_string();
+    let echo = run_example("echo", &["--cert", &cert_path, "--key", &key_path]);
+    let mut c = wss(echo.port, "localhost", &cert, "/");
+    c.send(M::text("secure echo")).unwrap();
+    assert_eq!(text(&mut c), "secure echo");
+    let _ = std::fs::remove_dir_all(&dir);
+}

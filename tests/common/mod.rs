@@ -5,7 +5,7 @@
 pub mod deflate;
 pub mod probe;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -213,4 +213,40 @@ pub fn http_exchange(port: u16, request: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+pub struct Example {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a built example (cargo builds them for `cargo test`) and waits
+/// for its `listening on HOST:PORT` line.
+pub fn run_example(name: &str, args: &[&str]) -> Example {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let mut child = std::process::Command::new(dir.join(name))
+        .args(["--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start example {name} in {}: {e}", dir.display()));
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on 127.0.0.1:")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    Example { child, port }
 }
