@@ -52,8 +52,10 @@ pub struct TlsOptions {
     pub key: Pem,
     /// The key's passphrase, if it is encrypted.
     pub passphrase: Option<String>,
-    /// CA certificates: when set, clients must present a certificate signed
-    /// by one of them (uSockets turns on peer verification).
+    /// CA certificates: when set, the server asks clients for a certificate
+    /// and refuses one that none of these CAs signed. A client that sends
+    /// no certificate is still accepted (uSockets requests client
+    /// certificates but does not require them).
     pub ca: Option<Pem>,
     /// Diffie-Hellman parameters file (Bun's `dhParamsFile`).
     pub dh_params_file: Option<PathBuf>,

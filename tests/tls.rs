@@ -209,3 +209,92 @@ fn the_echo_example_serves_wss_with_cert_and_key_files() {
     assert_eq!(text(&mut c), "secure echo");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_encrypted_key_needs_its_passphrase() {
+    // A fresh key pair whose key is encrypted: make the certificate for it.
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "localhost").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let own_cert = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+    let encrypted = String::from_utf8(
+        key.private_key_to_pem_pkcs8_passphrase(
+            openssl::symm::Cipher::aes_256_cbc(),
+            b"open sesame",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+
+    let mut tls = TlsOptions::new(
+        Pem::Memory(own_cert.clone()),
+        Pem::Memory(encrypted.clone()),
+    );
+    tls.passphrase = Some("wrong".into());
+    assert!(matches!(serve_error(tls), Error::Tls { .. }));
+
+    let mut tls = TlsOptions::new(Pem::Memory(own_cert.clone()), Pem::Memory(encrypted));
+    tls.passphrase = Some("open sesame".into());
+    let (_probe, server) = tls_server(tls);
+    let mut c = wss(server.port, "localhost", &own_cert, "/?name=a");
+    c.send(M::text("echo unlocked")).unwrap();
+    assert_eq!(text(&mut c), "unlocked");
+}
+
+#[test]
+fn with_a_ca_client_certificates_are_verified_when_presented() {
+    let (cert, key) = certificate("localhost");
+    let mut tls = TlsOptions::new(Pem::Memory(cert.clone()), Pem::Memory(key.clone()));
+    tls.ca = Some(Pem::Memory(cert.clone()));
+    let (probe, server) = tls_server(tls);
+    let connect_with = |identity: Option<native_tls::Identity>, name: &str| {
+        let mut builder = native_tls::TlsConnector::builder();
+        builder.add_root_certificate(native_tls::Certificate::from_pem(cert.as_bytes()).unwrap());
+        if let Some(identity) = identity {
+            builder.identity(identity);
+        }
+        let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        match builder.build().unwrap().connect("localhost", tcp) {
+            Err(_) => false,
+            Ok(stream) => tungstenite::client(
+                format!("wss://localhost:{}/?name={name}", server.port),
+                stream,
+            )
+            .is_ok(),
+        }
+    };
+    // Signed by the CA (here: the CA itself): accepted.
+    let trusted = native_tls::Identity::from_pkcs8(cert.as_bytes(), key.as_bytes()).unwrap();
+    assert!(connect_with(Some(trusted), "trusted"));
+    // Signed by nobody the server trusts: refused.
+    let (other_cert, other_key) = certificate("stranger");
+    let stranger =
+        native_tls::Identity::from_pkcs8(other_cert.as_bytes(), other_key.as_bytes()).unwrap();
+    assert!(
+        !connect_with(Some(stranger), "stranger"),
+        "an untrusted client certificate must be refused"
+    );
+    // uSockets asks for a certificate but does not require one.
+    assert!(connect_with(None, "anonymous"));
+    wait_for("opens", || {
+        probe.has("open:trusted") && probe.has("open:anonymous")
+    });
+    assert!(!probe.has("open:stranger"));
+}
