@@ -19,6 +19,15 @@ use uws::{serve, Error, Pem, ServeOptions, TlsOptions, WebSocketOptions};
 /// A self-signed certificate for `host` (and 127.0.0.1): (cert PEM, key PEM).
 fn certificate(host: &str) -> (String, String) {
     let key: PKey<Private> = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let cert = certificate_for(host, &key);
+    (
+        cert,
+        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+    )
+}
+
+/// A self-signed certificate for `host` (and 127.0.0.1) with this key, as PEM.
+fn certificate_for(host: &str, key: &PKey<Private>) -> String {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", host).unwrap();
     let name = name.build();
@@ -26,7 +35,7 @@ fn certificate(host: &str) -> (String, String) {
     b.set_version(2).unwrap();
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
+    b.set_pubkey(key).unwrap();
     b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
         .unwrap();
     b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
@@ -37,12 +46,8 @@ fn certificate(host: &str) -> (String, String) {
         .build(&b.x509v3_context(None, None))
         .unwrap();
     b.append_extension(san).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert = b.build();
-    (
-        String::from_utf8(cert.to_pem().unwrap()).unwrap(),
-        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
-    )
+    b.sign(key, MessageDigest::sha256()).unwrap();
+    String::from_utf8(b.build().to_pem().unwrap()).unwrap()
 }
 
 fn tls_server(tls: TlsOptions) -> (Probe, Running<common::probe::Data>) {
@@ -212,27 +217,8 @@ fn the_echo_example_serves_wss_with_cert_and_key_files() {
 
 #[test]
 fn an_encrypted_key_needs_its_passphrase() {
-    // A fresh key pair whose key is encrypted: make the certificate for it.
     let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "localhost").unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    let san = SubjectAlternativeName::new()
-        .dns("localhost")
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let own_cert = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+    let own_cert = certificate_for("localhost", &key);
     let encrypted = String::from_utf8(
         key.private_key_to_pem_pkcs8_passphrase(
             openssl::symm::Cipher::aes_256_cbc(),
