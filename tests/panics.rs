@@ -7,24 +7,13 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::probe::Data;
 use common::*;
 use tungstenite::Message as M;
 use uws::{
     Error, Message, Request, Response, SendStatus, Server, ServerWebSocket, UpgradeOptions,
     WebSocketHandler, WebSocketOptions,
 };
-
-/// Per socket: which handler should panic, and a drop counter.
-struct Victim {
-    panic_in: String,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[derive(Clone, Default)]
 struct Panicky {
@@ -46,31 +35,29 @@ impl Panicky {
             .count()
     }
 
-    fn maybe_panic(&self, ws: &ServerWebSocket<Victim>, handler: &str) {
-        if ws.data().panic_in == handler {
+    fn maybe_panic(&self, ws: &ServerWebSocket<Data>, handler: &str) {
+        if ws.data().name == handler {
             panic!("{handler} blew up");
         }
     }
 }
 
 impl WebSocketHandler for Panicky {
-    type Data = Victim;
+    type Data = Data;
 
-    fn fetch(&self, req: &mut Request<'_>, server: &Server<Victim>) -> Response {
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<Data>) -> Response {
+        // The socket's name says which handler should panic.
         let panic_in = req.query_param("panic").unwrap_or_default().into_owned();
-        let data = Victim {
-            panic_in,
-            drops: self.drops.clone(),
-        };
+        let data = Data::new(panic_in, self.drops.clone());
         server.upgrade(req, UpgradeOptions::new(data));
         Response::new("")
     }
 
-    fn open(&self, ws: &mut ServerWebSocket<Victim>) {
+    fn open(&self, ws: &mut ServerWebSocket<Data>) {
         self.maybe_panic(ws, "open");
     }
 
-    fn message(&self, ws: &mut ServerWebSocket<Victim>, message: Message<'_>) {
+    fn message(&self, ws: &mut ServerWebSocket<Data>, message: Message<'_>) {
         if message == Message::Text("flood") {
             // Fill the socket's buffer so that `drain` fires later.
             let block = vec![0u8; 65536];
@@ -80,32 +67,32 @@ impl WebSocketHandler for Panicky {
         ws.send(message, false);
     }
 
-    fn close(&self, ws: &mut ServerWebSocket<Victim>, code: u16, _reason: &str) {
+    fn close(&self, ws: &mut ServerWebSocket<Data>, code: u16, _reason: &str) {
         self.log
             .lock()
             .unwrap()
-            .push(format!("close:{}:{code}", ws.data().panic_in));
+            .push(format!("close:{}:{code}", ws.data().name));
         self.maybe_panic(ws, "close");
     }
 
-    fn drain(&self, ws: &mut ServerWebSocket<Victim>) {
+    fn drain(&self, ws: &mut ServerWebSocket<Data>) {
         self.maybe_panic(ws, "drain");
     }
 
-    fn ping(&self, ws: &mut ServerWebSocket<Victim>, _data: &[u8]) {
+    fn ping(&self, ws: &mut ServerWebSocket<Data>, _data: &[u8]) {
         self.maybe_panic(ws, "ping");
     }
 
-    fn pong(&self, ws: &mut ServerWebSocket<Victim>, _data: &[u8]) {
+    fn pong(&self, ws: &mut ServerWebSocket<Data>, _data: &[u8]) {
         self.maybe_panic(ws, "pong");
     }
 
-    fn error(&self, _ws: Option<&mut ServerWebSocket<Victim>>, error: &Error) {
+    fn error(&self, _ws: Option<&mut ServerWebSocket<Data>>, error: &Error) {
         self.log.lock().unwrap().push(format!("error:{error}"));
     }
 }
 
-fn server() -> (Panicky, Running<Victim>) {
+fn server() -> (Panicky, Running<Data>) {
     let p = Panicky::default();
     let running = start(
         WebSocketOptions {
@@ -118,7 +105,7 @@ fn server() -> (Panicky, Running<Victim>) {
 }
 
 /// The server still echoes for a well-behaved client.
-fn still_serves(server: &Running<Victim>) {
+fn still_serves(server: &Running<Data>) {
     let mut c = connect(&server.url("/?panic=none"));
     c.send(M::text("still here")).unwrap();
     assert_eq!(recv(&mut c), M::text("still here"));

@@ -16,6 +16,13 @@ pub struct Data {
     drops: Arc<AtomicUsize>,
 }
 
+impl Data {
+    /// Data named `name` that counts its drop in `drops`.
+    pub fn new(name: String, drops: Arc<AtomicUsize>) -> Data {
+        Data { name, drops }
+    }
+}
+
 impl Drop for Data {
     fn drop(&mut self) {
         self.drops.fetch_add(1, Ordering::SeqCst);
@@ -75,10 +82,7 @@ impl WebSocketHandler for Probe {
 
     fn fetch(&self, req: &mut Request<'_>, server: &Server<Data>) -> Response {
         let name = req.query_param("name").unwrap_or_default().into_owned();
-        let data = Data {
-            name,
-            drops: self.drops.clone(),
-        };
+        let data = Data::new(name, self.drops.clone());
         if server.upgrade(req, UpgradeOptions::new(data)) {
             return Response::new("");
         }
