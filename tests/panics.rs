@@ -5,9 +5,9 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use common::probe::Data;
+use common::probe::{Data, EventLog};
 use common::*;
 use tungstenite::Message as M;
 use uws::{
@@ -17,24 +17,11 @@ use uws::{
 
 #[derive(Clone, Default)]
 struct Panicky {
-    log: Arc<Mutex<Vec<String>>>,
+    log: EventLog,
     drops: Arc<AtomicUsize>,
 }
 
 impl Panicky {
-    fn has(&self, event: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|e| e == event)
-    }
-
-    fn count(&self, prefix: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.starts_with(prefix))
-            .count()
-    }
-
     fn maybe_panic(&self, ws: &ServerWebSocket<Data>, handler: &str) {
         if ws.data().name == handler {
             panic!("{handler} blew up");
@@ -68,10 +55,7 @@ impl WebSocketHandler for Panicky {
     }
 
     fn close(&self, ws: &mut ServerWebSocket<Data>, code: u16, _reason: &str) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("close:{}:{code}", ws.data().name));
+        self.log.push(format!("close:{}:{code}", ws.data().name));
         self.maybe_panic(ws, "close");
     }
 
@@ -88,7 +72,7 @@ impl WebSocketHandler for Panicky {
     }
 
     fn error(&self, _ws: Option<&mut ServerWebSocket<Data>>, error: &Error) {
-        self.log.lock().unwrap().push(format!("error:{error}"));
+        self.log.push(format!("error:{error}"));
     }
 }
 
@@ -113,17 +97,17 @@ fn still_serves(server: &Running<Data>) {
 
 fn assert_contained(p: &Panicky, handler: &str, close_code: u16) {
     wait_for("error report", || {
-        p.has(&format!(
+        p.log.has(&format!(
             "error:handler `{handler}` panicked: {handler} blew up"
         ))
     });
     wait_for("close handler", || {
-        p.count(&format!("close:{handler}:")) == 1
+        p.log.count_prefix(&format!("close:{handler}:")) == 1
     });
     assert!(
-        p.has(&format!("close:{handler}:{close_code}")),
+        p.log.has(&format!("close:{handler}:{close_code}")),
         "{:?}",
-        p.log.lock().unwrap()
+        p.log.events()
     );
     wait_for("data dropped", || p.drops.load(Ordering::SeqCst) == 1);
 }
@@ -178,5 +162,9 @@ fn a_panic_in_close_still_drops_the_data_once() {
     let _ = recv_close(&mut c);
     assert_contained(&p, "close", 4000);
     still_serves(&server);
-    assert_eq!(p.count("close:close:"), 1, "the close handler ran once");
+    assert_eq!(
+        p.log.count_prefix("close:close:"),
+        1,
+        "the close handler ran once"
+    );
 }
