@@ -6,6 +6,27 @@ use std::path::PathBuf;
 ///
 /// Bad option values are reported here instead of reaching uWebSockets,
 /// which would abort the process on some of them.
+///
+/// ```
+/// use uws::{serve, Error, Request, Response, ServeOptions, Server, WebSocketHandler, WebSocketOptions};
+///
+/// struct Nothing;
+/// impl WebSocketHandler for Nothing {
+///     type Data = ();
+///     fn fetch(&self, _: &mut Request<'_>, _: &Server<()>) -> Response {
+///         Response::new("")
+///     }
+/// }
+///
+/// let options = ServeOptions {
+///     websocket: WebSocketOptions { idle_timeout: 100_000, ..Default::default() },
+///     ..Default::default()
+/// };
+/// match serve(options, Nothing) {
+///     Err(Error::InvalidOption { name, reason }) => println!("{name}: {reason}"),
+///     other => panic!("expected an error, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -21,12 +42,16 @@ pub enum Error {
     /// The native app could not be created.
     #[error("could not create the server: {0}")]
     Create(String),
-    /// Binding the listening socket failed (address in use, permission, bad
-    /// host name).
-    #[error("could not listen on {address}")]
+    /// Binding the listening socket failed: the address is in use (another
+    /// server has the port; see
+    /// [`ServeOptions::reuse_port`](crate::ServeOptions::reuse_port)),
+    /// permission was denied, or the host name does not resolve.
+    #[error("could not listen on {address}: {source}")]
     Listen {
         /// The address as given (`host:port` or a unix socket path).
         address: String,
+        /// Why, as the operating system said it.
+        source: std::io::Error,
     },
     /// A certificate, key, CA or DH parameters file could not be loaded.
     #[error("TLS: {path}: {reason}")]
@@ -51,4 +76,12 @@ pub enum Error {
     /// The server has stopped (or its thread has gone): nothing can reach it.
     #[error("the server is not running")]
     NotRunning,
+    /// Too many calls from other threads are waiting for the server's loop
+    /// ([`ServeOptions::queue_limit`](crate::ServeOptions::queue_limit)):
+    /// this one was not queued. Retry later, or slow down.
+    #[error("the server's queue is full ({limit} calls waiting)")]
+    QueueFull {
+        /// The limit that was reached.
+        limit: usize,
+    },
 }

@@ -95,7 +95,9 @@
 #![deny(missing_docs)]
 
 mod error;
+mod ffi;
 mod handler;
+mod http;
 mod options;
 mod registry;
 mod server;
@@ -115,15 +117,18 @@ mod sys {
 
 pub use error::Error;
 pub use handler::WebSocketHandler;
-pub use options::{Compressor, PerMessageDeflate, ServeOptions, WebSocketOptions};
+pub use options::{
+    Compressor, PerMessageDeflate, ServeOptions, SubprotocolPolicy, WebSocketOptions,
+};
 
 // zlib is linked through libz-sys (permessage-deflate in uWebSockets),
 // OpenSSL through openssl-sys (uSockets' TLS).
+pub use http::{Request, Response};
 use libz_sys as _;
 #[cfg(feature = "tls")]
 use openssl_sys as _;
 pub use registry::SocketId;
 pub use server::{serve, App, OwnedMessage, Server, ServerHandle};
 pub use tls::{Pem, TlsOptions};
-pub use upgrade::{Request, Response, UpgradeOptions};
+pub use upgrade::UpgradeOptions;
 pub use websocket::{Message, PublishStatus, ReadyState, SendStatus, ServerWebSocket};

@@ -1,6 +1,7 @@
 //! Server and WebSocket options, with Bun's names and Bun's defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::sys;
@@ -35,6 +36,20 @@ pub struct ServeOptions {
     /// cargo feature). A missing or bad certificate is an error from
     /// [`serve`](crate::serve), never a plain-text listener.
     pub tls: Option<TlsOptions>,
+    /// Share the port with other sockets that ask for it (SO_REUSEPORT,
+    /// Bun's `reusePort`): several servers, in this process or others, then
+    /// take turns accepting its connections. Default `false`: the port is
+    /// this server's alone, and binding one in use is an error.
+    pub reuse_port: bool,
+    /// How long [`Server::stop`](crate::Server::stop) lets connections
+    /// finish (closing handshakes, responses being written) before it
+    /// closes the rest. Default 5 seconds.
+    pub stop_grace_period: Duration,
+    /// How many calls from other threads ([`ServerHandle`](crate::ServerHandle)
+    /// publish, send, defer, ...) may wait for the server's loop at once.
+    /// Past it they fail with [`Error::QueueFull`] instead of growing
+    /// memory without bound. At least 1; default 65 536.
+    pub queue_limit: usize,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +60,9 @@ impl Default for ServeOptions {
             unix: None,
             websocket: WebSocketOptions::default(),
             tls: None,
+            reuse_port: false,
+            stop_grace_period: Duration::from_secs(5),
+            queue_limit: 65_536,
         }
     }
 }
@@ -94,6 +112,26 @@ pub struct WebSocketOptions {
     /// `resetIdleTimeoutOnSend`, hidden by Bun). Default `false`: with
     /// `true`, a server that only pushes never notices a dead client.
     pub reset_idle_timeout_on_send: bool,
+    /// Which subprotocol an upgrade answers when `fetch` picks none
+    /// ([`UpgradeOptions::protocol`](crate::UpgradeOptions::protocol) is
+    /// `None`). Default: the client's first offer, as Bun does.
+    pub subprotocols: SubprotocolPolicy,
+}
+
+/// What an upgrade answers for `Sec-WebSocket-Protocol` when the app did
+/// not choose.
+///
+/// Clients that offer protocols may refuse a server that answers none
+/// (Node's `ws`: "Server sent no subprotocol"), so Bun answers the first
+/// one offered. A protocol the app does choose must be one the client
+/// offered, whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubprotocolPolicy {
+    /// Answer the client's first offer (Bun).
+    #[default]
+    FirstOffered,
+    /// Answer only a protocol the app chose; none otherwise.
+    Explicit,
 }
 
 impl Default for WebSocketOptions {
@@ -108,6 +146,7 @@ impl Default for WebSocketOptions {
             per_message_deflate: None,
             max_lifetime: 0,
             reset_idle_timeout_on_send: false,
+            subprotocols: SubprotocolPolicy::FirstOffered,
         }
     }
 }
@@ -212,6 +251,20 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
+impl ServeOptions {
+    /// Checks the server-wide values (the WebSocket ones are checked by
+    /// [`WebSocketOptions::to_behavior`]).
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if self.queue_limit == 0 {
+            return Err(invalid("queue_limit", "must be at least 1"));
+        }
+        if self.stop_grace_period > Duration::from_secs(u32::MAX as u64 / 1000) {
+            return Err(invalid("stop_grace_period", "must be under 49 days"));
+        }
+        Ok(())
+    }
+}
+
 impl WebSocketOptions {
     /// Checks every value and fills the native behavior's settings (its
     /// handlers are left empty).
@@ -262,6 +315,7 @@ impl WebSocketOptions {
             pong: None,
             subscription: None,
             close: None,
+            subscription_enabled: std::ptr::null(),
             ctx: std::ptr::null_mut(),
         })
     }
@@ -341,6 +395,27 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn server_wide_values_are_checked() {
+        assert!(ServeOptions::default().check().is_ok());
+        let zero = ServeOptions {
+            queue_limit: 0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            zero.check(),
+            Err(Error::InvalidOption {
+                name: "queue_limit",
+                ..
+            })
+        ));
+        let forever = ServeOptions {
+            stop_grace_period: Duration::from_secs(u64::MAX),
+            ..Default::default()
+        };
+        assert!(forever.check().is_err());
     }
 
     #[test]

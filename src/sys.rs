@@ -163,11 +163,19 @@ pub struct uws_ws_behavior_s {
     pub pong: uws_ws_data_handler_t,
     pub subscription: uws_ws_subscription_handler_t,
     pub close: uws_ws_close_handler_t,
+    pub subscription_enabled: *const ::std::os::raw::c_int,
     pub ctx: *mut ::std::os::raw::c_void,
 }
 pub type uws_ws_behavior_t = uws_ws_behavior_s;
+pub const UWS_LISTEN_REUSE_PORT: uws_listen_option_e = 0;
+pub const UWS_LISTEN_EXCLUSIVE_PORT: uws_listen_option_e = 1;
+pub type uws_listen_option_e = ::std::os::raw::c_uint;
+pub use self::uws_listen_option_e as uws_listen_option_t;
 unsafe extern "C" {
     pub fn uws_loop_get() -> *mut uws_loop_t;
+}
+unsafe extern "C" {
+    pub fn uws_loop_free(loop_: *mut uws_loop_t);
 }
 unsafe extern "C" {
     pub fn uws_loop_run(loop_: *mut uws_loop_t);
@@ -176,6 +184,7 @@ unsafe extern "C" {
     pub fn uws_loop_defer(
         loop_: *mut uws_loop_t,
         cb: uws_callback_t,
+        drop: uws_callback_t,
         arg: *mut ::std::os::raw::c_void,
     );
 }
@@ -230,6 +239,7 @@ unsafe extern "C" {
         host: *const ::std::os::raw::c_char,
         port: ::std::os::raw::c_int,
         options: ::std::os::raw::c_int,
+        error: *mut ::std::os::raw::c_int,
     ) -> *mut uws_listen_t;
 }
 unsafe extern "C" {
@@ -238,6 +248,7 @@ unsafe extern "C" {
         app: *mut uws_app_t,
         path: *const ::std::os::raw::c_char,
         options: ::std::os::raw::c_int,
+        error: *mut ::std::os::raw::c_int,
     ) -> *mut uws_listen_t;
 }
 unsafe extern "C" {
@@ -250,7 +261,19 @@ unsafe extern "C" {
     pub fn uws_listen_close(ssl: ::std::os::raw::c_int, listen: *mut uws_listen_t);
 }
 unsafe extern "C" {
-    pub fn uws_listen_close_http(ssl: ::std::os::raw::c_int, listen: *mut uws_listen_t);
+    pub fn uws_listen_context(
+        ssl: ::std::os::raw::c_int,
+        listen: *mut uws_listen_t,
+    ) -> *mut ::std::os::raw::c_void;
+}
+unsafe extern "C" {
+    pub fn uws_context_stop_http(
+        ssl: ::std::os::raw::c_int,
+        context: *mut ::std::os::raw::c_void,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn uws_context_close_all(ssl: ::std::os::raw::c_int, context: *mut ::std::os::raw::c_void);
 }
 unsafe extern "C" {
     pub fn uws_app_native_handle(
@@ -425,6 +448,10 @@ unsafe extern "C" {
         value: *const ::std::os::raw::c_char,
         value_length: usize,
     );
+}
+unsafe extern "C" {
+    pub fn uws_res_closed(ssl: ::std::os::raw::c_int, res: *mut uws_res_t)
+    -> ::std::os::raw::c_int;
 }
 unsafe extern "C" {
     pub fn uws_res_end(

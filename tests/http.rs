@@ -8,7 +8,7 @@ use common::*;
 use tungstenite::client::IntoClientRequest;
 use uws::{
     serve, Error, Message, OwnedMessage, Request, Response, ServeOptions, Server, ServerWebSocket,
-    UpgradeOptions, WebSocketHandler, WebSocketOptions,
+    SubprotocolPolicy, UpgradeOptions, WebSocketHandler, WebSocketOptions,
 };
 
 /// Answers plain requests by path and upgrades `/ws...` according to the
@@ -207,8 +207,26 @@ fn offer(url: &str, protocols: &str) -> tungstenite::handshake::client::Request 
 }
 
 #[test]
-fn only_a_subprotocol_the_app_chose_is_sent_back() {
-    let (site, server) = site();
+fn the_first_offered_subprotocol_is_answered_by_default_as_in_bun() {
+    let (_site, server) = site();
+    // Offered, none chosen: Bun answers the first offer.
+    let (_c, response) = connect_with(offer(&server.url("/ws?name=a"), "chat, superchat"));
+    assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
+    // Nothing offered: nothing answered.
+    let (_c, response) = connect_with(server.url("/ws?name=n"));
+    assert!(response.headers().get("sec-websocket-protocol").is_none());
+}
+
+#[test]
+fn with_the_explicit_policy_only_a_subprotocol_the_app_chose_is_sent_back() {
+    let site = Site::default();
+    let server = start(
+        WebSocketOptions {
+            subprotocols: SubprotocolPolicy::Explicit,
+            ..Default::default()
+        },
+        site.clone(),
+    );
     // Offered but not chosen: no protocol header (uWebSockets alone would echo "chat").
     let r = http(
         server.port,

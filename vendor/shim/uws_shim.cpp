@@ -5,6 +5,7 @@
 
 #include "App.h"
 
+#include <cerrno>
 #include <type_traits>
 
 namespace {
@@ -118,8 +119,11 @@ void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
         };
     }
     if (auto cb = b->subscription) {
-        behavior.subscription = [cb, ctx](Ws<SSL> *w, std::string_view t, int now, int before) {
-            cb(ctx, handle(w), w->getUserData()->user, t.data(), t.length(), now, before);
+        const int *enabled = b->subscription_enabled;
+        behavior.subscription = [cb, ctx, enabled](Ws<SSL> *w, std::string_view t, int now, int before) {
+            if (!enabled || *enabled) {
+                cb(ctx, handle(w), w->getUserData()->user, t.data(), t.length(), now, before);
+            }
         };
     }
     if (auto cb = b->close) {
@@ -161,36 +165,103 @@ void remote_address(int ssl, us_socket_t *s, char *buf, int *length) {
 struct TimerData {
     uws_callback_t cb;
     void *arg;
+    bool fallthrough;
 };
+
+// A callback queued on a loop: runs once, or is dropped with the loop.
+class Deferred {
+public:
+    Deferred(uws_callback_t cb, uws_callback_t drop, void *arg) : cb_(cb), drop_(drop), arg_(arg) {}
+    Deferred(Deferred &&other) noexcept : cb_(other.cb_), drop_(other.drop_), arg_(other.arg_) { other.arg_ = nullptr; }
+    Deferred(const Deferred &) = delete;
+    ~Deferred() {
+        if (arg_ && drop_) {
+            drop_(arg_);
+        }
+    }
+    void operator()() {
+        void *arg = arg_;
+        arg_ = nullptr;
+        cb_(arg);
+    }
+
+private:
+    uws_callback_t cb_;
+    uws_callback_t drop_;
+    void *arg_;
+};
+
+template <bool SSL>
+uws_listen_t *listen_with(App<SSL> *a, int *error, auto &&listen) {
+    us_listen_socket_t *ls = nullptr;
+    errno = 0;
+    listen(a, [&ls](us_listen_socket_t *s) { ls = s; });
+    *error = ls ? 0 : errno;
+    return reinterpret_cast<uws_listen_t *>(ls);
+}
+
+// Whether an HTTP connection waits between requests with nothing to write.
+template <bool SSL>
+bool http_idle(us_socket_t *s) {
+    auto *data = static_cast<uWS::HttpResponseData<SSL> *>(us_socket_ext(SSL, s));
+    auto *res = reinterpret_cast<Res<SSL> *>(s);
+    return res->hasResponded() && static_cast<uWS::AsyncSocketData<SSL> *>(data)->buffer.length() == 0;
+}
 
 }  // namespace
 
 extern "C" {
 
-uws_loop_t *uws_loop_get(void) noexcept { return reinterpret_cast<uws_loop_t *>(uWS::Loop::get()); }
-
 void uws_loop_run(uws_loop_t *loop) noexcept { reinterpret_cast<uWS::Loop *>(loop)->run(); }
 
-void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, void *arg) noexcept {
-    reinterpret_cast<uWS::Loop *>(loop)->defer([cb, arg]() { cb(arg); });
+uws_loop_t *uws_loop_get(void) noexcept {
+    // A non-null hint makes uWebSockets leave freeing the loop to us (the
+    // epoll backend ignores the hint itself).
+    static char hint;
+    return reinterpret_cast<uws_loop_t *>(uWS::Loop::get(&hint));
+}
+
+void uws_loop_free(uws_loop_t *loop) noexcept {
+    auto *l = reinterpret_cast<us_loop_t *>(loop);
+    auto *data = static_cast<uWS::LoopData *>(us_loop_ext(l));
+    // Sockets closed since the loop last ran are freed at the end of an
+    // iteration; there will be none.
+    us_internal_free_closed_sockets(l);
+    us_timer_close(data->dateTimer);
+    data->~LoopData();
+    us_loop_free(l);
+}
+
+void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, uws_callback_t drop, void *arg) noexcept {
+    reinterpret_cast<uWS::Loop *>(loop)->defer(Deferred(cb, drop, arg));
 }
 
 uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) noexcept {
     us_timer_t *t = us_create_timer(reinterpret_cast<us_loop_t *>(loop), fallthrough, sizeof(TimerData));
-    *static_cast<TimerData *>(us_timer_ext(t)) = TimerData{nullptr, nullptr};
+    *static_cast<TimerData *>(us_timer_ext(t)) = TimerData{nullptr, nullptr, fallthrough != 0};
     return reinterpret_cast<uws_timer_t *>(t);
 }
 
 void uws_timer_set(uws_timer_t *timer, uws_callback_t cb, void *arg, int ms, int repeat_ms) noexcept {
     us_timer_t *t = reinterpret_cast<us_timer_t *>(timer);
-    *static_cast<TimerData *>(us_timer_ext(t)) = TimerData{cb, arg};
+    auto *data = static_cast<TimerData *>(us_timer_ext(t));
+    data->cb = cb;
+    data->arg = arg;
     us_timer_set(t, [](us_timer_t *t) {
         TimerData *d = static_cast<TimerData *>(us_timer_ext(t));
         d->cb(d->arg);
     }, ms, repeat_ms);
 }
 
-void uws_timer_close(uws_timer_t *timer) noexcept { us_timer_close(reinterpret_cast<us_timer_t *>(timer)); }
+void uws_timer_close(uws_timer_t *timer) noexcept {
+    us_timer_t *t = reinterpret_cast<us_timer_t *>(timer);
+    // uSockets counts every closed timer out of the polls that keep the loop
+    // running, fallthrough ones too, which never counted in: count it in first.
+    if (static_cast<TimerData *>(us_timer_ext(t))->fallthrough) {
+        us_timer_loop(t)->num_polls++;
+    }
+    us_timer_close(t);
+}
 
 uws_app_t *uws_app_create(int ssl, const uws_tls_options_t *options) noexcept {
     if (ssl && !kHaveTls) {
@@ -227,21 +298,19 @@ int uws_app_ws(int ssl, uws_app_t *a, const char *pattern, const uws_ws_behavior
     return 1;
 }
 
-uws_listen_t *uws_app_listen(int ssl, uws_app_t *a, const char *host, int port, int options) noexcept {
-    us_listen_socket_t *ls = nullptr;
+uws_listen_t *uws_app_listen(int ssl, uws_app_t *a, const char *host, int port, int options, int *error) noexcept {
     std::string h = host ? host : "";
-    with_kind(ssl, [&](auto kind) {
-        app<decltype(kind)>(a)->listen(h, port, options, [&ls](us_listen_socket_t *s) { ls = s; });
+    return with_kind(ssl, [&](auto kind) {
+        return listen_with(app<decltype(kind)>(a), error,
+                           [&](auto *ap, auto &&done) { ap->listen(h, port, options, std::move(done)); });
     });
-    return reinterpret_cast<uws_listen_t *>(ls);
 }
 
-uws_listen_t *uws_app_listen_unix(int ssl, uws_app_t *a, const char *path, int options) noexcept {
-    us_listen_socket_t *ls = nullptr;
-    with_kind(ssl, [&](auto kind) {
-        app<decltype(kind)>(a)->listen(options, [&ls](us_listen_socket_t *s) { ls = s; }, path);
+uws_listen_t *uws_app_listen_unix(int ssl, uws_app_t *a, const char *path, int options, int *error) noexcept {
+    return with_kind(ssl, [&](auto kind) {
+        return listen_with(app<decltype(kind)>(a), error,
+                           [&](auto *ap, auto &&done) { ap->listen(options, std::move(done), path); });
     });
-    return reinterpret_cast<uws_listen_t *>(ls);
 }
 
 int uws_listen_port(int ssl, uws_listen_t *listen) noexcept {
@@ -263,8 +332,41 @@ void uws_listen_add_server_name(int ssl, uws_listen_t *listen, const char *hostn
     us_socket_context_add_server_name(ssl, context, hostname_pattern, o, nullptr);
 }
 
-void uws_listen_close_http(int ssl, uws_listen_t *listen) noexcept {
-    us_socket_context_close(ssl, us_socket_context(ssl, reinterpret_cast<us_socket_t *>(listen)));
+void *uws_listen_context(int ssl, uws_listen_t *listen) noexcept {
+    return us_socket_context(ssl, reinterpret_cast<us_socket_t *>(listen));
+}
+
+int uws_context_stop_http(int ssl, void *c) noexcept {
+    auto *context = static_cast<us_socket_context_t *>(c);
+    while (context->head_listen_sockets) {
+        us_listen_socket_close(ssl, context->head_listen_sockets);
+    }
+    return with_kind(ssl, [&](auto kind) {
+        constexpr bool SSL = decltype(kind)::value;
+        int left = 0;
+        for (us_socket_t *s = context->head_sockets, *next; s; s = next) {
+            next = s->next;
+            if (http_idle<SSL>(s)) {
+                us_socket_close(SSL, s, 0, nullptr);
+            } else {
+                left++;
+            }
+        }
+        return left;
+    });
+}
+
+void uws_context_close_all(int ssl, void *c) noexcept {
+    auto *context = static_cast<us_socket_context_t *>(c);
+    while (context->head_listen_sockets) {
+        us_listen_socket_close(ssl, context->head_listen_sockets);
+    }
+    // Always close the first one left: a close callback may close others,
+    // which unlinks them, so a saved `next` could point into the loop's
+    // list of closed sockets.
+    while (context->head_sockets) {
+        us_socket_close(ssl, context->head_sockets, 0, nullptr);
+    }
 }
 
 void uws_app_close(int ssl, uws_app_t *a) noexcept {
@@ -361,6 +463,10 @@ void uws_res_write_status(int ssl, uws_res_t *r, const char *status, size_t leng
 void uws_res_write_header(int ssl, uws_res_t *r, const char *key, size_t key_length, const char *value,
                           size_t value_length) noexcept {
     with_kind(ssl, [&](auto kind) { res<decltype(kind)>(r)->writeHeader(sv(key, key_length), sv(value, value_length)); });
+}
+
+int uws_res_closed(int ssl, uws_res_t *r) noexcept {
+    return us_socket_is_closed(ssl, reinterpret_cast<us_socket_t *>(r));
 }
 
 void uws_res_end(int ssl, uws_res_t *r, const char *body, size_t length, int close_connection) noexcept {

@@ -78,7 +78,10 @@ typedef void (*uws_header_cb_t)(void *arg, const char *key, size_t key_length, c
 
 /* Everything uWebSockets' WebSocketBehavior holds. uWebSockets calls
  * std::terminate on idle_timeout in 1..7 or over 960 and on max_lifetime
- * over 240: uws_app_ws refuses those values instead (returns 0). */
+ * over 240: uws_app_ws refuses those values instead (returns 0).
+ * subscription_enabled, when set, is read before every subscription event:
+ * 0 skips the callback (uWebSockets then walks a closing socket's topics
+ * without leaving C++). It must outlive the app. */
 typedef struct uws_ws_behavior_s {
     uint32_t compression;              /* uWS::CompressOptions bits */
     uint32_t max_payload_length;
@@ -97,20 +100,36 @@ typedef struct uws_ws_behavior_s {
     uws_ws_data_handler_t pong;
     uws_ws_subscription_handler_t subscription;
     uws_ws_close_handler_t close;
+    const int *subscription_enabled;
     void *ctx;
 } uws_ws_behavior_t;
 
+/* Listen options. */
+typedef enum uws_listen_option_e {
+    /* Share the port with other sockets that set SO_REUSEPORT. */
+    UWS_LISTEN_REUSE_PORT = 0,
+    /* Own the port alone (no SO_REUSEPORT). */
+    UWS_LISTEN_EXCLUSIVE_PORT = 1
+} uws_listen_option_t;
+
 /* ---- loop (one per thread) ---- */
 
-/* This thread's loop, created on first use. */
+/* This thread's loop, created on first use. The caller owns it: uWebSockets
+ * does not free it at thread exit, uws_loop_free does. */
 uws_loop_t *uws_loop_get(void) UWS_NOEXCEPT;
+/* Frees a loop of uws_loop_get once no app uses it. Callbacks still queued
+ * by uws_loop_defer are dropped (their drop function runs). Touches no
+ * thread-local state of uWebSockets, so it may run during thread exit. */
+void uws_loop_free(uws_loop_t *loop) UWS_NOEXCEPT;
 /* Runs this thread's loop until nothing keeps it alive. */
 void uws_loop_run(uws_loop_t *loop) UWS_NOEXCEPT;
-/* Thread-safe: queues cb(arg) to run on the loop's thread and wakes it. */
-void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, void *arg) UWS_NOEXCEPT;
+/* Thread-safe: queues cb(arg) to run on the loop's thread and wakes it.
+ * If the loop is freed first, drop(arg) runs instead (drop may be NULL). */
+void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, uws_callback_t drop, void *arg) UWS_NOEXCEPT;
 
 /* Timers. A fallthrough timer does not keep the loop running. cb(arg) runs
- * on the loop thread after ms, then every repeat_ms (0 = once). */
+ * on the loop thread after ms, then every repeat_ms (0 = once). Closing is
+ * allowed inside the timer's own callback. */
 uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) UWS_NOEXCEPT;
 void uws_timer_set(uws_timer_t *timer, uws_callback_t cb, void *arg, int ms, int repeat_ms) UWS_NOEXCEPT;
 void uws_timer_close(uws_timer_t *timer) UWS_NOEXCEPT;
@@ -124,14 +143,29 @@ void uws_app_destroy(int ssl, uws_app_t *app) UWS_NOEXCEPT;
 void uws_app_any(int ssl, uws_app_t *app, const char *pattern, uws_http_handler_t handler, void *ctx) UWS_NOEXCEPT;
 /* Registers a WebSocket route; returns 0 for options uWebSockets rejects. */
 int uws_app_ws(int ssl, uws_app_t *app, const char *pattern, const uws_ws_behavior_t *behavior) UWS_NOEXCEPT;
-/* host NULL or "" = all interfaces; port 0 = ephemeral. NULL on failure. */
-uws_listen_t *uws_app_listen(int ssl, uws_app_t *app, const char *host, int port, int options) UWS_NOEXCEPT;
-uws_listen_t *uws_app_listen_unix(int ssl, uws_app_t *app, const char *path, int options) UWS_NOEXCEPT;
+/* host NULL or "" = all interfaces; port 0 = ephemeral; options is a
+ * uws_listen_option_t. NULL on failure, with *error set to the errno of the
+ * failing system call (0 when none was recorded, e.g. a name that did not
+ * resolve). */
+uws_listen_t *uws_app_listen(int ssl, uws_app_t *app, const char *host, int port, int options,
+                             int *error) UWS_NOEXCEPT;
+uws_listen_t *uws_app_listen_unix(int ssl, uws_app_t *app, const char *path, int options,
+                                  int *error) UWS_NOEXCEPT;
 int uws_listen_port(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
 void uws_listen_close(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
-/* Closes the listen socket's whole HTTP context: every listen socket of
- * the app and every HTTP connection (not the WebSockets). */
-void uws_listen_close_http(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
+/* The socket context of a listen socket (the app's HTTP context). Valid as
+ * long as the app. */
+void *uws_listen_context(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
+/* The graceful part of a stop, on an HTTP context: closes its listen
+ * sockets and every HTTP connection that waits between requests with
+ * nothing left to write. Connections with a request in progress, or a
+ * response still being written, are left alone. Returns how many are
+ * left. Runs no callback of ours. */
+int uws_context_stop_http(int ssl, void *context) UWS_NOEXCEPT;
+/* Closes every listen socket and every connection of a socket context
+ * (HTTP or WebSocket), also those that close callbacks open or close
+ * meanwhile. WebSockets not yet closing get their close handler (1006). */
+void uws_context_close_all(int ssl, void *context) UWS_NOEXCEPT;
 /* The app's SSL_CTX (NULL for a plain app). */
 void *uws_app_native_handle(int ssl, uws_app_t *app) UWS_NOEXCEPT;
 /* TLS: serves hostname_pattern (SNI) with its own certificate on the
@@ -187,6 +221,9 @@ void uws_req_for_each_header(uws_req_t *req, uws_header_cb_t cb, void *arg) UWS_
 void uws_res_write_status(int ssl, uws_res_t *res, const char *status, size_t length) UWS_NOEXCEPT;
 void uws_res_write_header(int ssl, uws_res_t *res, const char *key, size_t key_length,
                           const char *value, size_t value_length) UWS_NOEXCEPT;
+/* Whether the connection of this response has been closed (its memory stays
+ * valid until the current loop iteration ends). */
+int uws_res_closed(int ssl, uws_res_t *res) UWS_NOEXCEPT;
 /* Ends the response with body; close_connection adds Connection: close. */
 void uws_res_end(int ssl, uws_res_t *res, const char *body, size_t length, int close_connection) UWS_NOEXCEPT;
 /* Raw remote IP of the HTTP connection, as uws_ws_remote_address. */

@@ -1,216 +1,21 @@
 //! One server-side WebSocket, as its handlers see it: Bun's `ServerWebSocket`.
 
-use std::cell::Cell;
+mod message;
+pub(crate) mod slot;
+
 use std::ffi::c_void;
 use std::net::IpAddr;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::error::Error;
+use crate::ffi::{bytes, ip_from_raw};
 use crate::registry::SocketId;
 use crate::server::{Core, Server};
 use crate::sys;
 
-/// A WebSocket message, borrowed: received (pointing into uWebSockets'
-/// receive buffer, valid during the handler) or to send.
-///
-/// Text messages are valid UTF-8: uWebSockets checks every text message,
-/// fragmented ones included, and fails the connection otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message<'a> {
-    /// A text message (opcode 1): Bun's `string`.
-    Text(&'a str),
-    /// A binary message (opcode 2): Bun's `Buffer`.
-    Binary(&'a [u8]),
-}
-
-impl<'a> Message<'a> {
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        match *self {
-            Message::Text(s) => s.as_bytes(),
-            Message::Binary(b) => b,
-        }
-    }
-
-    /// Payload length in bytes.
-    pub fn len(&self) -> usize {
-        self.as_bytes().len()
-    }
-
-    /// Whether the payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub(crate) fn opcode(&self) -> sys::uws_opcode_t {
-        match self {
-            Message::Text(_) => sys::UWS_OPCODE_TEXT,
-            Message::Binary(_) => sys::UWS_OPCODE_BINARY,
-        }
-    }
-}
-
-impl<'a> From<&'a str> for Message<'a> {
-    fn from(s: &'a str) -> Self {
-        Message::Text(s)
-    }
-}
-
-impl<'a> From<&'a String> for Message<'a> {
-    fn from(s: &'a String) -> Self {
-        Message::Text(s)
-    }
-}
-
-impl<'a> From<&'a [u8]> for Message<'a> {
-    fn from(b: &'a [u8]) -> Self {
-        Message::Binary(b)
-    }
-}
-
-impl<'a, const N: usize> From<&'a [u8; N]> for Message<'a> {
-    fn from(b: &'a [u8; N]) -> Self {
-        Message::Binary(b)
-    }
-}
-
-impl<'a> From<&'a Vec<u8>> for Message<'a> {
-    fn from(b: &'a Vec<u8>) -> Self {
-        Message::Binary(b)
-    }
-}
-
-/// What a send did: Bun's return value of `ws.send()`, as a type.
-///
-/// | Rust | Bun | meaning |
-/// |---|---|---|
-/// | `Sent(n)` | `n` | the message is written (or corked) for the kernel |
-/// | `Backpressure` | `-1` | the message is **queued and will still be sent**; the socket's buffer is growing. Do not send it again. `drain` runs once it has been written. |
-/// | `Dropped` | `0` | the message was **not** sent: the socket is over `backpressure_limit`, closing or closed |
-///
-/// [`to_bun`](Self::to_bun) gives Bun's number. Note that Bun's `0` is
-/// ambiguous for an empty message that was sent; `Sent(0)` is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendStatus {
-    /// Sent; the payload length in bytes.
-    Sent(usize),
-    /// Queued in user space because the socket cannot take more now. It will
-    /// be sent; wait for `drain` before sending much more.
-    Backpressure,
-    /// Not sent: over the backpressure limit, or the socket is closed.
-    Dropped,
-}
-
-impl SendStatus {
-    /// Bun's number for this status: bytes sent, `-1` or `0`.
-    pub fn to_bun(self) -> i64 {
-        match self {
-            SendStatus::Sent(n) => n as i64,
-            SendStatus::Backpressure => -1,
-            SendStatus::Dropped => 0,
-        }
-    }
-
-    pub(crate) fn from_native(status: sys::uws_send_status_t, len: usize) -> Self {
-        match status {
-            sys::UWS_SEND_SUCCESS => SendStatus::Sent(len),
-            sys::UWS_SEND_BACKPRESSURE => SendStatus::Backpressure,
-            _ => SendStatus::Dropped,
-        }
-    }
-}
-
-/// What a publish did. Bun returns one ambiguous number here; this says
-/// which case it was.
-///
-/// uWebSockets queues published messages and writes them to every
-/// subscriber at the end of the current event-loop iteration (or before the
-/// subscriber's next own send, keeping order), corked together. So a publish
-/// cannot know per subscriber whether the write hit backpressure: a
-/// subscriber over its `backpressure_limit` silently misses the message
-/// (and is closed with `close_on_backpressure_limit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishStatus {
-    /// At least one subscriber (other than the sender, for
-    /// [`ServerWebSocket::publish`]) will get the message; the payload
-    /// length in bytes.
-    Published(usize),
-    /// Nobody else is subscribed to the topic: nothing was sent.
-    NoSubscribers,
-    /// The publishing socket is closed: nothing was sent.
-    Dropped,
-}
-
-impl PublishStatus {
-    /// Bun's number: payload bytes when published, otherwise `0`.
-    pub fn to_bun(self) -> i64 {
-        match self {
-            PublishStatus::Published(n) => n as i64,
-            _ => 0,
-        }
-    }
-}
-
-/// Bun's `ws.readyState`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadyState {
-    /// `1`: open.
-    Open,
-    /// `2`: `close` was called in this handler; the close handler runs
-    /// when the handler returns.
-    Closing,
-    /// `3`: closed (inside the `close` handler).
-    Closed,
-}
-
-impl ReadyState {
-    /// Bun's number (1, 2 or 3).
-    pub fn to_bun(self) -> i32 {
-        match self {
-            ReadyState::Open => 1,
-            ReadyState::Closing => 2,
-            ReadyState::Closed => 3,
-        }
-    }
-}
-
-/// The live state of a socket while some code holds its
-/// `&mut ServerWebSocket`: kept on the stack of the callback, apart from the
-/// socket's own data, so that native callbacks that arrive in the meantime
-/// (a close caused by the handler itself) can record what happened
-/// without touching what the handler borrows.
-pub(crate) struct Frame {
-    pub(crate) ws: *mut sys::uws_ws_t,
-    pub(crate) core: *const Core,
-    pub(crate) id: SocketId,
-    pub(crate) state: Cell<ReadyState>,
-    /// A close that arrived during the callback: code and reason, delivered
-    /// to the close handler once the callback returns (boxed: one word to
-    /// clear and test on the message path).
-    pub(crate) deferred_close: Cell<Option<Box<DeferredClose>>>,
-    pub(crate) prev: *const Frame,
-}
-
-/// A close code and reason, kept until the close handler can run.
-pub(crate) type DeferredClose = (i32, Box<[u8]>);
-
-impl Frame {
-    /// A frame for `ws`, to be pushed on `core`'s list of frames.
-    pub(crate) fn new(
-        ws: *mut sys::uws_ws_t,
-        core: &Core,
-        id: SocketId,
-        state: ReadyState,
-    ) -> Frame {
-        Frame {
-            ws,
-            core,
-            id,
-            state: Cell::new(state),
-            deferred_close: Cell::new(None),
-            prev: core.top.get(),
-        }
-    }
-}
+pub(crate) use message::{check_close_code, truncate_reason};
+pub use message::{Message, PublishStatus, ReadyState, SendStatus};
+use slot::SocketState;
 
 /// One server-side WebSocket with its contextual data `T` (Bun's
 /// `ServerWebSocket<T>`, `ws.data`).
@@ -218,6 +23,11 @@ impl Frame {
 /// Handlers get `&mut ServerWebSocket<T>`; it cannot outlive the callback.
 /// To reach the socket later use [`id`](Self::id) with
 /// [`Server::send`](crate::Server::send) and friends.
+///
+/// The type is unsized (like `str` or `Path`): it only exists behind the
+/// reference a handler is given, so it cannot be moved, swapped or replaced
+/// (`std::mem::swap` needs a sized type). Its data can:
+/// `std::mem::swap(a.data_mut(), b.data_mut())` is fine.
 ///
 /// ```no_run
 /// # use uws::*;
@@ -234,16 +44,17 @@ impl Frame {
 /// }
 /// # }
 /// ```
+#[repr(C)]
 pub struct ServerWebSocket<T> {
-    pub(crate) frame: *const Frame,
-    pub(crate) id: SocketId,
-    pub(crate) data: T,
+    state: *const SocketState,
+    data: T,
+    _unsized: [()],
 }
 
 struct CorkCall<'a, T, F, R> {
     ws: &'a mut ServerWebSocket<T>,
     f: Option<F>,
-    result: Option<R>,
+    result: Option<std::thread::Result<R>>,
 }
 
 unsafe extern "C" fn cork_trampoline<T, F: FnOnce(&mut ServerWebSocket<T>) -> R, R>(
@@ -253,35 +64,24 @@ unsafe extern "C" fn cork_trampoline<T, F: FnOnce(&mut ServerWebSocket<T>) -> R,
     // whole native call that invokes us exactly once.
     let call = unsafe { &mut *(arg as *mut CorkCall<'_, T, F, R>) };
     if let Some(f) = call.f.take() {
-        // A panic must not unwind through C++: keep it and resume it on the
-        // Rust side of `cork`.
-        call.result = Some(
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(call.ws))) {
-                Ok(r) => r,
-                Err(p) => {
-                    CORK_PANIC.with(|slot| slot.set(Some(p)));
-                    return;
-                }
-            },
-        );
+        // A panic must not unwind through C++: it is resumed on the Rust
+        // side of `cork`.
+        let ws = &mut *call.ws;
+        call.result = Some(catch_unwind(AssertUnwindSafe(|| f(ws))));
     }
 }
 
-thread_local! {
-    static CORK_PANIC: Cell<Option<Box<dyn std::any::Any + Send>>> = const { Cell::new(None) };
-}
-
 impl<T> ServerWebSocket<T> {
-    fn frame(&self) -> &Frame {
-        // SAFETY: `frame` is set by whoever handed out this `&mut` and lives
-        // on that caller's stack until the reference is gone.
-        unsafe { &*self.frame }
+    fn state(&self) -> &SocketState {
+        // SAFETY: the state lives in the same slot as this socket, outside
+        // the part `self` covers, until the slot is freed after the close
+        // handler, which cannot be while `self` is borrowed.
+        unsafe { &*self.state }
     }
 
     /// The native socket while it is open.
     fn raw(&self) -> Option<*mut sys::uws_ws_t> {
-        let f = self.frame();
-        (f.state.get() == ReadyState::Open).then_some(f.ws)
+        self.state().open_ws()
     }
 
     fn ssl(&self) -> i32 {
@@ -290,7 +90,7 @@ impl<T> ServerWebSocket<T> {
 
     fn core(&self) -> &Core {
         // SAFETY: the core outlives every socket of its server.
-        unsafe { &*self.frame().core }
+        unsafe { &*self.state().core }
     }
 
     /// The server this socket belongs to (Bun: the `server` in scope).
@@ -310,12 +110,12 @@ impl<T> ServerWebSocket<T> {
 
     /// This socket's id, to reach it later from elsewhere.
     pub fn id(&self) -> SocketId {
-        self.id
+        self.state().id.get()
     }
 
     /// Bun's `ws.readyState`.
     pub fn ready_state(&self) -> ReadyState {
-        self.frame().state.get()
+        self.state().ready.get()
     }
 
     fn send_raw(
@@ -327,7 +127,7 @@ impl<T> ServerWebSocket<T> {
         let Some(ws) = self.raw() else {
             return SendStatus::Dropped;
         };
-        // SAFETY: the socket is open (checked through the frame) and `ws`
+        // SAFETY: the socket is open (checked through its state) and `ws`
         // belongs to an app of kind `ssl`; the payload is borrowed for the call.
         let status = unsafe {
             sys::uws_ws_send(
@@ -429,15 +229,21 @@ impl<T> ServerWebSocket<T> {
     /// Bun's `ws.subscribe(topic)`. Returns `false` when the socket is closed.
     pub fn subscribe(&mut self, topic: &str) -> bool {
         let Some(ws) = self.raw() else { return false };
-        // SAFETY: open socket of kind `ssl`; topic borrowed for the call.
-        unsafe { sys::uws_ws_subscribe(self.ssl(), ws, topic.as_ptr().cast(), topic.len()) != 0 }
+        let ssl = self.ssl();
+        self.core().subscribing(ws, || {
+            // SAFETY: open socket of kind `ssl`; topic borrowed for the call.
+            unsafe { sys::uws_ws_subscribe(ssl, ws, topic.as_ptr().cast(), topic.len()) != 0 }
+        })
     }
 
     /// Bun's `ws.unsubscribe(topic)`. Returns whether it was subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
         let Some(ws) = self.raw() else { return false };
-        // SAFETY: as in `subscribe`.
-        unsafe { sys::uws_ws_unsubscribe(self.ssl(), ws, topic.as_ptr().cast(), topic.len()) != 0 }
+        let ssl = self.ssl();
+        self.core().subscribing(ws, || {
+            // SAFETY: as in `subscribe`.
+            unsafe { sys::uws_ws_unsubscribe(ssl, ws, topic.as_ptr().cast(), topic.len()) != 0 }
+        })
     }
 
     /// Bun's `ws.isSubscribed(topic)`.
@@ -492,11 +298,9 @@ impl<T> ServerWebSocket<T> {
                 (&mut call as *mut CorkCall<'_, T, F, R>).cast(),
             );
         }
-        if let Some(p) = CORK_PANIC.with(|slot| slot.take()) {
-            std::panic::resume_unwind(p);
-        }
         match call.result {
-            Some(r) => r,
+            Some(Ok(r)) => r,
+            Some(Err(p)) => resume_unwind(p),
             // uWebSockets calls the callback exactly once.
             None => unreachable!("cork callback did not run"),
         }
@@ -513,9 +317,9 @@ impl<T> ServerWebSocket<T> {
         check_close_code(code)?;
         if let Some(ws) = self.raw() {
             let reason = truncate_reason(reason);
-            self.frame().state.set(ReadyState::Closing);
-            // SAFETY: the socket was open; uWebSockets' close callback finds
-            // this frame and defers our close handler.
+            self.state().ready.set(ReadyState::Closing);
+            // SAFETY: the socket was open; uWebSockets' close callback sees
+            // it busy and defers our close handler.
             unsafe {
                 sys::uws_ws_end(
                     self.ssl(),
@@ -533,7 +337,7 @@ impl<T> ServerWebSocket<T> {
     /// close frame. The close handler sees 1006.
     pub fn terminate(&mut self) {
         if let Some(ws) = self.raw() {
-            self.frame().state.set(ReadyState::Closing);
+            self.state().ready.set(ReadyState::Closing);
             // SAFETY: as in `close`.
             unsafe { sys::uws_ws_close(self.ssl(), ws) };
         }
@@ -563,94 +367,9 @@ impl<T> ServerWebSocket<T> {
 impl<T: std::fmt::Debug> std::fmt::Debug for ServerWebSocket<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerWebSocket")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("ready_state", &self.ready_state())
             .field("data", &self.data)
             .finish()
-    }
-}
-
-pub(crate) fn ip_from_raw(buf: &[u8; 16], len: i32) -> Option<IpAddr> {
-    match len {
-        4 => Some(IpAddr::from([buf[0], buf[1], buf[2], buf[3]])),
-        16 => {
-            let v6 = std::net::Ipv6Addr::from(*buf);
-            Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
-        }
-        _ => None,
-    }
-}
-
-/// # Safety
-/// `data` must point to `len` readable bytes (or `len` must be 0, when it
-/// may be anything, null included).
-pub(crate) unsafe fn bytes<'a>(data: *const std::ffi::c_char, len: usize) -> &'a [u8] {
-    if len == 0 {
-        &[]
-    } else {
-        // SAFETY: guaranteed by the caller.
-        unsafe { std::slice::from_raw_parts(data.cast(), len) }
-    }
-}
-
-pub(crate) fn check_close_code(code: u16) -> Result<(), Error> {
-    match code {
-        1000..=1003 | 1007..=1014 | 3000..=4999 => Ok(()),
-        _ => Err(Error::InvalidOption {
-            name: "code",
-            reason: format!("{code} is not a close code an endpoint may send"),
-        }),
-    }
-}
-
-pub(crate) fn truncate_reason(reason: &str) -> &str {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bun_numbers() {
-        assert_eq!(SendStatus::Sent(5).to_bun(), 5);
-        assert_eq!(SendStatus::Backpressure.to_bun(), -1);
-        assert_eq!(SendStatus::Dropped.to_bun(), 0);
-        assert_eq!(PublishStatus::Published(3).to_bun(), 3);
-        assert_eq!(PublishStatus::NoSubscribers.to_bun(), 0);
-        assert_eq!(ReadyState::Closing.to_bun(), 2);
-    }
-
-    #[test]
-    fn close_reasons_are_cut_at_a_char_boundary() {
-        let long = "é".repeat(100);
-        let cut = truncate_reason(&long);
-        assert!(cut.len() <= 123 && cut.len() >= 121);
-        assert!(cut.chars().all(|c| c == 'é'));
-        assert_eq!(truncate_reason("bye"), "bye");
-    }
-
-    #[test]
-    fn close_codes() {
-        for ok in [1000, 1001, 1011, 3000, 4999] {
-            assert!(check_close_code(ok).is_ok(), "{ok}");
-        }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
-            assert!(check_close_code(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn mapped_ipv4_is_reported_as_ipv4() {
-        let mut buf = [0u8; 16];
-        buf[10] = 0xff;
-        buf[11] = 0xff;
-        buf[12..].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(ip_from_raw(&buf, 16), Some(IpAddr::from([127, 0, 0, 1])));
-        assert_eq!(ip_from_raw(&buf, 0), None);
     }
 }

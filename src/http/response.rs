@@ -1,0 +1,188 @@
+//! What `fetch` answers: Bun's `Response`, and how it is written.
+
+use crate::sys;
+
+/// What `fetch` answers to a request it does not upgrade (Bun's
+/// `Response`).
+///
+/// ```
+/// use uws::Response;
+/// // new Response("not here", { status: 404, headers: { "Content-Type": "text/plain" } })
+/// let r = Response::new("not here").with_status(404).with_header("Content-Type", "text/plain");
+/// assert_eq!(r.status(), 404);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// A 200 response with this body.
+    pub fn new(body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Sets the status code (100-999; others are answered as 500).
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header. Content-Length is computed and must not be given, nor
+    /// Transfer-Encoding. A name or value that could break the response
+    /// (CR, LF, NUL; a name that is not an HTTP token) makes the whole
+    /// response a 500.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The headers, in order.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    fn is_valid(&self) -> bool {
+        (100..=999).contains(&self.status)
+            && self
+                .headers
+                .iter()
+                .all(|(k, v)| valid_header(k, v) && !framing_header(k))
+    }
+
+    /// Writes the response and ends it; `close` ends the connection after
+    /// it (with `Connection: close`).
+    pub(crate) fn write(&self, ssl: i32, res: *mut sys::uws_res_t, close: bool) {
+        if !self.is_valid() {
+            return Response::new("invalid response")
+                .with_status(500)
+                .write(ssl, res, close);
+        }
+        let mut status = [0u8; 64];
+        let line = status_line(self.status, &mut status);
+        // SAFETY: `res` is the live response of the current request; all
+        // buffers are borrowed for each call.
+        unsafe {
+            sys::uws_res_write_status(ssl, res, line.as_ptr().cast(), line.len());
+            for (k, v) in &self.headers {
+                sys::uws_res_write_header(
+                    ssl,
+                    res,
+                    k.as_ptr().cast(),
+                    k.len(),
+                    v.as_ptr().cast(),
+                    v.len(),
+                );
+            }
+            sys::uws_res_end(
+                ssl,
+                res,
+                self.body.as_ptr().cast(),
+                self.body.len(),
+                close.into(),
+            );
+        }
+    }
+}
+
+impl From<&str> for Response {
+    fn from(body: &str) -> Self {
+        Response::new(body)
+    }
+}
+
+impl From<String> for Response {
+    fn from(body: String) -> Self {
+        Response::new(body)
+    }
+}
+
+/// Headers that say where a message ends: uWebSockets writes them itself.
+pub(crate) fn framing_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+}
+
+pub(crate) fn valid_header(name: &str, value: &str) -> bool {
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    !name.is_empty()
+        && name.bytes().all(token)
+        && !value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0)
+}
+
+fn status_line(status: u16, buf: &mut [u8; 64]) -> &[u8] {
+    let reason = match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        418 => "I'm a teapot",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    };
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{status} {reason}");
+    let n = cursor.position() as usize;
+    &buf[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        let mut b = [0; 64];
+        assert_eq!(status_line(404, &mut b), b"404 Not Found");
+        assert_eq!(status_line(299, &mut b), b"299 ");
+    }
+
+    #[test]
+    fn header_validation() {
+        assert!(valid_header("Set-Cookie", "a=b; Path=/"));
+        assert!(!valid_header("X-Evil", "a\r\nInjected: yes"));
+        assert!(!valid_header("Bad Name", "x"));
+        assert!(!valid_header("", "x"));
+    }
+}

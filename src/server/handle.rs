@@ -1,0 +1,315 @@
+//! Reaching a server from other threads: [`ServerHandle`] queues work for
+//! the server's loop and wakes it.
+
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::Error;
+use crate::server::callbacks::{caught, drop_contained};
+use crate::server::{Core, Server};
+use crate::sys;
+use crate::websocket::Message;
+
+type Job = Box<dyn FnOnce(&Core) + Send>;
+
+/// The part of a server other threads can reach.
+pub(crate) struct Shared {
+    state: Mutex<SharedState>,
+    limit: usize,
+}
+
+struct SharedState {
+    /// Null once the server is gone.
+    loop_: *mut sys::uws_loop_t,
+    core: *const Core,
+    jobs: Vec<Job>,
+    /// A wakeup is queued on the loop and will take `jobs`.
+    scheduled: bool,
+}
+
+// SAFETY: the pointers are only dereferenced on the loop's thread (`core`)
+// or passed to `uws_loop_defer`, which is thread-safe; both are cleared
+// under the lock before what they point to goes away.
+unsafe impl Send for SharedState {}
+
+impl Shared {
+    pub(crate) fn new(loop_: *mut sys::uws_loop_t, limit: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(SharedState {
+                loop_,
+                core: ptr::null(),
+                jobs: Vec::new(),
+                scheduled: false,
+            }),
+            limit,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes jobs run on `core` (once it has its final address).
+    pub(crate) fn attach(&self, core: &Core) {
+        self.lock().core = core;
+    }
+
+    /// Whether a callback of the server runs now (false once closed).
+    pub(crate) fn in_callback(&self) -> bool {
+        let core = self.lock().core;
+        // SAFETY: non-null means the server is alive; called on its thread.
+        !core.is_null() && unsafe { (*core).in_callback() }
+    }
+
+    /// Cuts other threads off: later calls fail with `NotRunning`. The jobs
+    /// still queued are dropped here, their panics contained.
+    pub(crate) fn close(&self) {
+        let jobs = {
+            let mut s = self.lock();
+            s.loop_ = ptr::null_mut();
+            s.core = ptr::null();
+            std::mem::take(&mut s.jobs)
+        };
+        for job in jobs {
+            let _ = drop_contained(job);
+        }
+    }
+}
+
+unsafe extern "C" fn run_jobs(arg: *mut c_void) {
+    // SAFETY: `arg` came from `Arc::into_raw` in `ServerHandle::queue`.
+    let shared = unsafe { Arc::from_raw(arg as *const Shared) };
+    let (core, jobs) = {
+        let mut s = shared.lock();
+        s.scheduled = false;
+        (s.core, std::mem::take(&mut s.jobs))
+    };
+    let mut jobs = jobs.into_iter();
+    if !core.is_null() {
+        // SAFETY: non-null means the server is alive, and we run on its
+        // loop thread (this callback was deferred to that loop). A job may
+        // drop the App: it is then only doomed (we count as its callback)
+        // and freed after we return.
+        let core = unsafe { &*core };
+        core.enter();
+        for job in jobs.by_ref() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(core))) {
+                core.report(&caught("defer", p));
+            }
+            if core.doomed() {
+                break;
+            }
+        }
+        core.leave();
+    }
+    for job in jobs {
+        let _ = drop_contained(job);
+    }
+    super::app::free_doomed();
+}
+
+unsafe extern "C" fn drop_wakeup(arg: *mut c_void) {
+    // SAFETY: as in `run_jobs`: the loop was freed before it could run.
+    let shared = unsafe { Arc::from_raw(arg as *const Shared) };
+    let _ = drop_contained(shared);
+}
+
+/// A `Send + Sync` handle to a server, for other threads (a tokio task, a
+/// worker): publish, send by id, stop. Each call is queued to the server's
+/// loop and runs there, in order; it fails with [`Error::NotRunning`] once
+/// the server is gone, and with [`Error::QueueFull`] when
+/// [`ServeOptions::queue_limit`](crate::ServeOptions::queue_limit) calls
+/// are already waiting.
+///
+/// The outcome of a queued send or publish ([`SendStatus`](crate::SendStatus),
+/// [`PublishStatus`](crate::PublishStatus)) is not reported back; use
+/// [`defer`](Self::defer) and a channel when you need it.
+///
+/// ```no_run
+/// use std::sync::mpsc;
+/// use uws::*;
+///
+/// struct Ticker;
+/// impl WebSocketHandler for Ticker {
+///     type Data = ();
+///     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+///         server.upgrade(req, UpgradeOptions::new(()));
+///         Response::new("")
+///     }
+///     fn open(&self, ws: &mut ServerWebSocket<()>) {
+///         ws.subscribe("ticks");
+///     }
+/// }
+///
+/// let (tx, rx) = mpsc::channel();
+/// let server = std::thread::spawn(move || {
+///     let app = serve(ServeOptions { port: 0, ..Default::default() }, Ticker)?;
+///     tx.send(app.handle()).unwrap();
+///     app.run();
+///     Ok::<(), Error>(())
+/// });
+/// let handle: ServerHandle<()> = rx.recv().unwrap();
+/// for i in 0..10 {
+///     handle.publish("ticks", OwnedMessage::from(format!("tick {i}")), false)?;
+/// }
+/// // The status of a send, through defer and a channel:
+/// let (tx, rx) = mpsc::channel();
+/// handle.defer(move |s| {
+///     tx.send(s.subscriber_count("ticks")).unwrap();
+/// })?;
+/// println!("{} subscribers", rx.recv().unwrap());
+/// handle.stop()?;
+/// server.join().unwrap()?;
+/// # Ok::<(), uws::Error>(())
+/// ```
+pub struct ServerHandle<T> {
+    shared: Arc<Shared>,
+    _data: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for ServerHandle<T> {
+    fn clone(&self) -> Self {
+        ServerHandle::new(self.shared.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for ServerHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl<T> ServerHandle<T> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        ServerHandle {
+            shared,
+            _data: PhantomData,
+        }
+    }
+
+    fn queue(&self, job: Job) -> Result<(), Error> {
+        let mut s = self.shared.lock();
+        if s.loop_.is_null() {
+            drop(s);
+            let _ = drop_contained(job);
+            return Err(Error::NotRunning);
+        }
+        if s.jobs.len() >= self.shared.limit {
+            drop(s);
+            let _ = drop_contained(job);
+            return Err(Error::QueueFull {
+                limit: self.shared.limit,
+            });
+        }
+        s.jobs.push(job);
+        if !s.scheduled {
+            s.scheduled = true;
+            let arg = Arc::into_raw(self.shared.clone());
+            // SAFETY: the loop is alive (non-null under the lock: it is
+            // cleared before the loop goes away); `run_jobs`, or `drop_wakeup`
+            // if the loop is freed first, takes the Arc back.
+            unsafe {
+                sys::uws_loop_defer(
+                    s.loop_,
+                    Some(run_jobs),
+                    Some(drop_wakeup),
+                    arg.cast_mut().cast(),
+                )
+            };
+        }
+        Ok(())
+    }
+}
+
+impl<T: 'static> ServerHandle<T> {
+    /// Runs `f` on the server's thread, soon.
+    pub fn defer(&self, f: impl FnOnce(&Server<T>) + Send + 'static) -> Result<(), Error> {
+        self.queue(Box::new(move |core: &Core| f(Server::from_core(core))))
+    }
+
+    /// Publishes from another thread (see [`Server::publish`]).
+    pub fn publish(
+        &self,
+        topic: impl Into<String>,
+        message: OwnedMessage,
+        compress: bool,
+    ) -> Result<(), Error> {
+        let topic = topic.into();
+        self.defer(move |s| {
+            s.publish(&topic, message.as_message(), compress);
+        })
+    }
+
+    /// Sends to a socket by id from another thread; a closed socket drops
+    /// the message, as [`Server::send`] does.
+    pub fn send(
+        &self,
+        id: crate::SocketId,
+        message: OwnedMessage,
+        compress: bool,
+    ) -> Result<(), Error> {
+        self.defer(move |s| {
+            s.send(id, message.as_message(), compress);
+        })
+    }
+
+    /// Stops the server from another thread (see [`Server::stop`]).
+    pub fn stop(&self) -> Result<(), Error> {
+        self.defer(|s| s.stop())
+    }
+
+    /// Stops the server at once from another thread (see
+    /// [`Server::stop_now`]).
+    pub fn stop_now(&self) -> Result<(), Error> {
+        self.defer(|s| s.stop_now())
+    }
+}
+
+/// An owned message, for sending from another thread.
+///
+/// ```
+/// use uws::{Message, OwnedMessage};
+///
+/// let text = OwnedMessage::from("hello");
+/// let bytes = OwnedMessage::from(vec![1u8, 2, 3]);
+/// assert_eq!(text.as_message(), Message::Text("hello"));
+/// assert_eq!(bytes.as_message().len(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedMessage {
+    /// Text.
+    Text(String),
+    /// Binary.
+    Binary(Vec<u8>),
+}
+
+impl OwnedMessage {
+    /// Borrows it as a [`Message`].
+    pub fn as_message(&self) -> Message<'_> {
+        match self {
+            OwnedMessage::Text(s) => Message::Text(s),
+            OwnedMessage::Binary(b) => Message::Binary(b),
+        }
+    }
+}
+
+impl From<String> for OwnedMessage {
+    fn from(s: String) -> Self {
+        OwnedMessage::Text(s)
+    }
+}
+
+impl From<&str> for OwnedMessage {
+    fn from(s: &str) -> Self {
+        OwnedMessage::Text(s.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for OwnedMessage {
+    fn from(b: Vec<u8>) -> Self {
+        OwnedMessage::Binary(b)
+    }
+}

@@ -1,0 +1,694 @@
+//! Starting, running and stopping a server: Bun's `Bun.serve()` and its
+//! `Server` object.
+
+mod app;
+mod callbacks;
+mod handle;
+
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_int, c_void, CString};
+use std::marker::PhantomData;
+use std::net::ToSocketAddrs;
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::handler::WebSocketHandler;
+use crate::http::Request;
+use crate::options::{ServeOptions, SubprotocolPolicy};
+use crate::registry::{Registry, SocketId};
+use crate::sys;
+use crate::tls::{self, NativeTls, TlsOptions};
+use crate::upgrade::UpgradeOptions;
+use crate::websocket::slot::{Slot, SocketState};
+use crate::websocket::{
+    check_close_code, truncate_reason, Message, PublishStatus, ReadyState, SendStatus,
+    ServerWebSocket,
+};
+
+pub use app::App;
+pub(crate) use handle::Shared;
+pub use handle::{OwnedMessage, ServerHandle};
+
+/// How often a stopping server closes HTTP connections that became idle.
+const STOP_SWEEP: Duration = Duration::from_millis(100);
+
+/// Entry points into the handler's generic code, for code that only knows
+/// the [`Core`].
+pub(crate) struct Hooks {
+    /// Runs the close handler of a socket whose close arrived while it was
+    /// busy, and frees its slot.
+    pub(crate) close: unsafe fn(*const c_void, *mut c_void, i32, &[u8]),
+    /// Reports an error to the handler.
+    pub(crate) report: unsafe fn(*const c_void, &Error),
+}
+
+/// What every server knows, whatever its handler type.
+pub(crate) struct Core {
+    pub(crate) ssl: i32,
+    app: *mut sys::uws_app_t,
+    loop_: *mut sys::uws_loop_t,
+    /// The HTTP socket context (from the listen socket).
+    http: Cell<*mut c_void>,
+    /// The WebSocket socket context (from the first upgrade).
+    ws_context: Cell<*mut c_void>,
+    port: Cell<u16>,
+    hostname: String,
+    pub(crate) publish_to_self: bool,
+    /// Whether sends asked to compress may be compressed.
+    compress_sends: bool,
+    subprotocols: SubprotocolPolicy,
+    pub(crate) registry: RefCell<Registry>,
+    /// Callbacks of this server on the stack now (see [`App`]'s drop).
+    depth: Cell<u32>,
+    /// The socket whose own subscribe/unsubscribe call is running.
+    subscribing: Cell<*mut sys::uws_ws_t>,
+    /// Read by the shim before each subscription event (see `uws_ws_behavior_t`).
+    subscription_enabled: Cell<c_int>,
+    stopping: Cell<bool>,
+    /// The App was dropped inside one of its callbacks; it is freed later.
+    doomed: Cell<bool>,
+    grace: Duration,
+    stop_timer: Cell<*mut sys::uws_timer_t>,
+    stop_deadline: Cell<Option<Instant>>,
+    shared: Arc<Shared>,
+    ctx: Cell<*const c_void>,
+    hooks: Hooks,
+}
+
+impl Core {
+    /// The native `compress` flag for a send that asked for `asked`.
+    pub(crate) fn compress(&self, asked: bool) -> i32 {
+        (asked && self.compress_sends).into()
+    }
+
+    /// Counts a callback of this server in (see [`leave`](Self::leave)).
+    pub(crate) fn enter(&self) {
+        self.depth.set(self.depth.get() + 1);
+    }
+
+    pub(crate) fn leave(&self) {
+        self.depth.set(self.depth.get() - 1);
+    }
+
+    /// Whether a callback of this server is running now.
+    pub(crate) fn in_callback(&self) -> bool {
+        self.depth.get() > 0
+    }
+
+    /// Runs a subscribe or unsubscribe call of `ws`: subscription events
+    /// for `ws` during it are its own, all others come from a close.
+    pub(crate) fn subscribing<R>(&self, ws: *mut sys::uws_ws_t, f: impl FnOnce() -> R) -> R {
+        let outer = self.subscribing.replace(ws);
+        let r = f();
+        self.subscribing.set(outer);
+        r
+    }
+
+    /// Whether a subscription event for `ws` comes from its own
+    /// subscribe/unsubscribe call (otherwise uWebSockets is closing it).
+    pub(crate) fn is_own_subscription(&self, ws: *mut sys::uws_ws_t) -> bool {
+        self.subscribing.get() == ws
+    }
+
+    /// The handler keeps the default `subscription`: stop crossing into
+    /// Rust for these events.
+    pub(crate) fn subscription_events_unused(&self) {
+        self.subscription_enabled.set(0);
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    pub(crate) fn doomed(&self) -> bool {
+        self.doomed.get()
+    }
+
+    /// Remembers the WebSocket context for closing everything later.
+    pub(crate) fn set_ws_context(&self, context: *mut c_void) {
+        if !context.is_null() {
+            self.ws_context.set(context);
+        }
+    }
+
+    pub(crate) fn report(&self, error: &Error) {
+        // SAFETY: the context lives as long as the core.
+        unsafe { (self.hooks.report)(self.ctx.get(), error) }
+    }
+
+    pub(crate) fn publish(
+        &self,
+        topic: &str,
+        message: Message<'_>,
+        compress: bool,
+    ) -> PublishStatus {
+        let bytes = message.as_bytes();
+        // SAFETY: the app is alive as long as the core; buffers are borrowed
+        // for the call (uWebSockets copies what it queues).
+        let published = unsafe {
+            sys::uws_app_publish(
+                self.ssl,
+                self.app,
+                topic.as_ptr().cast(),
+                topic.len(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                message.opcode(),
+                self.compress(compress),
+            )
+        };
+        if published != 0 {
+            PublishStatus::Published(bytes.len())
+        } else {
+            PublishStatus::NoSubscribers
+        }
+    }
+
+    /// The shared state of an open socket by id. A pointer, not a
+    /// reference: closing the socket frees it.
+    fn socket(&self, id: SocketId) -> Option<*const SocketState> {
+        // The state comes first in every slot.
+        Some(self.registry.borrow().get(id)? as *const SocketState)
+    }
+
+    /// Ends an open socket with a close frame (its close handler runs now,
+    /// or when its busy handler returns, and frees `state`).
+    fn end(&self, state: *const SocketState, code: u16, reason: &str) {
+        let ws = {
+            // SAFETY: `state` is a registered socket's, live until the close
+            // below; it is only reached through shared references.
+            let state = unsafe { &*state };
+            if state.ready.get() == ReadyState::Open {
+                state.ready.set(ReadyState::Closing);
+            }
+            state.ws.get()
+        };
+        // SAFETY: the socket is open (registered); uWebSockets ignores a
+        // second end of a socket that is already shutting down.
+        unsafe {
+            sys::uws_ws_end(
+                self.ssl,
+                ws,
+                code.into(),
+                reason.as_ptr().cast(),
+                reason.len(),
+            )
+        };
+    }
+
+    /// Bun's graceful `server.stop()`.
+    pub(crate) fn stop(&self) {
+        if self.stopping.replace(true) {
+            return;
+        }
+        let http = self.http.get();
+        if !http.is_null() {
+            // SAFETY: the HTTP context lives as long as the app; this closes
+            // sockets without calling back into Rust.
+            unsafe { sys::uws_context_stop_http(self.ssl, http) };
+        }
+        let ids = self.registry.borrow().ids();
+        for id in ids {
+            // Close handlers run in between and may close others: look each
+            // up again.
+            if let Some(state) = self.socket(id) {
+                self.end(state, 1001, "server stopping");
+            }
+        }
+        self.start_stop_timer();
+    }
+
+    fn start_stop_timer(&self) {
+        if !self.stop_timer.get().is_null() {
+            return;
+        }
+        self.stop_deadline.set(Some(Instant::now() + self.grace));
+        let first = self.grace.min(STOP_SWEEP).as_millis() as i32;
+        // SAFETY: a fallthrough timer on the server's loop (it does not keep
+        // `run` going); closed in `destroy` before the core goes away, so
+        // the pointer it carries stays valid.
+        unsafe {
+            let timer = sys::uws_timer_create(self.loop_, 1);
+            sys::uws_timer_set(
+                timer,
+                Some(stop_tick),
+                (self as *const Core).cast_mut().cast(),
+                first.max(1),
+                STOP_SWEEP.as_millis() as i32,
+            );
+            self.stop_timer.set(timer);
+        }
+    }
+
+    fn close_stop_timer(&self) {
+        let timer = self.stop_timer.replace(ptr::null_mut());
+        if !timer.is_null() {
+            // SAFETY: our timer, closed once (we cleared our pointer).
+            unsafe { sys::uws_timer_close(timer) };
+        }
+    }
+
+    /// Bun's `server.stop(true)`: closes every connection now.
+    pub(crate) fn stop_now(&self) {
+        self.stopping.set(true);
+        self.close_stop_timer();
+        for context in [self.http.get(), self.ws_context.get()] {
+            if !context.is_null() {
+                // SAFETY: both contexts live as long as the app. Close
+                // handlers run from here and may reenter `stop_now`, which
+                // then finds fewer sockets.
+                unsafe { sys::uws_context_close_all(self.ssl, context) };
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn stop_tick(arg: *mut c_void) {
+    // SAFETY: the timer is closed before the core is freed.
+    let core = unsafe { &*(arg as *const Core) };
+    core.enter();
+    if core
+        .stop_deadline
+        .get()
+        .is_some_and(|d| Instant::now() >= d)
+    {
+        core.stop_now();
+    } else if !core.http.get().is_null() {
+        // SAFETY: as in `stop`.
+        unsafe { sys::uws_context_stop_http(core.ssl, core.http.get()) };
+    }
+    core.leave();
+}
+
+/// The running server, as handlers see it: Bun's `Server` (`server` in
+/// `fetch(req, server)`). Lives on the server's thread; use
+/// [`handle`](Self::handle) to reach it from others.
+///
+/// ```no_run
+/// use uws::*;
+///
+/// struct Feed;
+/// impl WebSocketHandler for Feed {
+///     type Data = ();
+///     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+///         if req.path() == "/stats" {
+///             // new Response(`${server.pendingWebSockets} ${server.subscriberCount("prices")}`)
+///             return Response::new(format!(
+///                 "{} {}",
+///                 server.pending_websockets(),
+///                 server.subscriber_count("prices")
+///             ));
+///         }
+///         if server.upgrade(req, UpgradeOptions::new(())) {
+///             return Response::new("");
+///         }
+///         Response::new("not a websocket").with_status(400)
+///     }
+///     fn open(&self, ws: &mut ServerWebSocket<()>) {
+///         ws.subscribe("prices");
+///         // server.publish("prices", ...) from any handler:
+///         ws.server().publish("prices", "someone joined", false);
+///     }
+/// }
+///
+/// let app = serve(ServeOptions { port: 0, ..Default::default() }, Feed)?;
+/// app.run();
+/// # Ok::<(), uws::Error>(())
+/// ```
+#[repr(transparent)]
+pub struct Server<T> {
+    core: Core,
+    _data: PhantomData<*const T>,
+}
+
+impl<T> Server<T> {
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    pub(crate) fn from_core(core: &Core) -> &Server<T> {
+        // SAFETY: `Server<T>` is a transparent wrapper of `Core`. Only the
+        // server created for data type `T` hands out cores as `Server<T>`.
+        unsafe { &*(core as *const Core as *const Server<T>) }
+    }
+}
+
+impl<T: 'static> Server<T> {
+    /// Bun's `server.upgrade(req, { data, headers })`: makes this request a
+    /// WebSocket with `options.data` as its `ws.data`. Returns `false`, and
+    /// drops the data, when the request is not a valid WebSocket handshake,
+    /// was already upgraded, the server is stopping, the chosen protocol was
+    /// not offered, or a header is invalid or owned by the handshake (see
+    /// [`UpgradeOptions::headers`]).
+    ///
+    /// The socket opens (and `open` runs) after `fetch` returns. If the
+    /// server stops before that, the upgrade is abandoned: the client gets
+    /// 503 and the data is dropped.
+    pub fn upgrade(&self, req: &mut Request<'_>, mut options: UpgradeOptions<T>) -> bool {
+        if req.upgrade.is_some() || self.core.stopping.get() || !req.is_websocket_upgrade() {
+            return false;
+        }
+        if !options.prepare(req.protocols(), self.core.subprotocols) {
+            return false;
+        }
+        req.upgrade = Some(Box::new(options));
+        true
+    }
+
+    /// Bun's `server.publish(topic, data, compress)`: sends to every socket
+    /// subscribed to `topic`.
+    pub fn publish<'m>(
+        &self,
+        topic: &str,
+        message: impl Into<Message<'m>>,
+        compress: bool,
+    ) -> PublishStatus {
+        self.core.publish(topic, message.into(), compress)
+    }
+
+    /// Bun's `server.subscriberCount(topic)`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        // SAFETY: the app is alive; the topic is borrowed for the call.
+        unsafe {
+            sys::uws_app_num_subscribers(
+                self.core.ssl,
+                self.core.app,
+                topic.as_ptr().cast(),
+                topic.len(),
+            ) as usize
+        }
+    }
+
+    /// Bun's `server.pendingWebSockets`: open WebSockets.
+    pub fn pending_websockets(&self) -> usize {
+        self.core.registry.borrow().live()
+    }
+
+    /// Bun's `server.port`: the bound port (the real one when 0 was asked
+    /// for; 0 on a unix socket).
+    pub fn port(&self) -> u16 {
+        self.core.port.get()
+    }
+
+    /// Bun's `server.hostname`, as given in the options.
+    pub fn hostname(&self) -> &str {
+        &self.core.hostname
+    }
+
+    /// Bun's `server.stop()`: stops listening and closes idle HTTP
+    /// connections; requests in progress get their response (with
+    /// `Connection: close`); every WebSocket gets a close frame with 1001
+    /// (going away) and its close handler runs now. Connections still open
+    /// after [`ServeOptions::stop_grace_period`] are closed. `run` returns
+    /// once everything is closed. (Bun closes WebSockets with 1006.)
+    pub fn stop(&self) {
+        self.core.stop();
+    }
+
+    /// Bun's `server.stop(true)`: stops listening and closes every
+    /// connection at once, without close frames; close handlers see 1006
+    /// (those of sockets already closing have run).
+    pub fn stop_now(&self) {
+        self.core.stop_now();
+    }
+
+    /// Sends to a socket by id (see [`ServerWebSocket::send`]). A closed
+    /// socket gives [`SendStatus::Dropped`].
+    pub fn send<'m>(
+        &self,
+        id: SocketId,
+        message: impl Into<Message<'m>>,
+        compress: bool,
+    ) -> SendStatus {
+        let m = message.into();
+        let Some(state) = self.core.socket(id) else {
+            return SendStatus::Dropped;
+        };
+        // SAFETY: a registered socket's state, read before anything can
+        // close it.
+        let ws = unsafe { &*state }.open_ws();
+        let Some(ws) = ws else {
+            return SendStatus::Dropped;
+        };
+        let payload = m.as_bytes();
+        // SAFETY: the socket is open; no Rust data is touched.
+        let status = unsafe {
+            sys::uws_ws_send(
+                self.core.ssl,
+                ws,
+                payload.as_ptr().cast(),
+                payload.len(),
+                m.opcode(),
+                self.core.compress(compress),
+            )
+        };
+        SendStatus::from_native(status, payload.len())
+    }
+
+    /// Closes a socket by id (see [`ServerWebSocket::close`]); nothing
+    /// happens when it is already closed.
+    pub fn close(&self, id: SocketId, code: u16, reason: &str) -> Result<(), Error> {
+        check_close_code(code)?;
+        if let Some(state) = self.core.socket(id) {
+            self.core.end(state, code, truncate_reason(reason));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a socket by id, with full access to it and its data.
+    /// `None` when the socket is closed or closing, or when a handler holds
+    /// it right now (its own handler, or an outer `with_socket`: use the
+    /// `ws` you were given there).
+    ///
+    /// A close that `f` causes (or that arrives meanwhile) runs the close
+    /// handler when `f` returns, also when `f` panics (the panic then goes
+    /// on to the caller).
+    pub fn with_socket<R>(
+        &self,
+        id: SocketId,
+        f: impl FnOnce(&mut ServerWebSocket<T>) -> R,
+    ) -> Option<R> {
+        let slot = self.core.registry.borrow().get(id)? as *mut Slot<T>;
+        // SAFETY: registered slots are live; the state is reached shared,
+        // and not used once the slot may be freed.
+        let state = unsafe { &(*slot).state };
+        if state.busy.get() || state.open_ws().is_none() {
+            return None;
+        }
+        state.busy.set(true);
+        // SAFETY: the socket is open and was not busy, so nothing else
+        // borrows its handed part until `busy` is cleared below.
+        let result = catch_unwind(AssertUnwindSafe(|| f(unsafe { Slot::socket(slot) })));
+        state.busy.set(false);
+        let deferred = state.deferred_close.take();
+        if let Some(closed) = deferred {
+            // SAFETY: not busy any more; the socket closed during `f` and its
+            // close handler is owed. The slot is freed inside: `state` is not
+            // used after this.
+            unsafe {
+                (self.core.hooks.close)(
+                    self.core.ctx.get(),
+                    slot.cast(),
+                    closed.code,
+                    &closed.reason,
+                )
+            };
+        }
+        match result {
+            Ok(r) => Some(r),
+            Err(p) => resume_unwind(p),
+        }
+    }
+
+    /// A handle for other threads (Bun has none: one loop per thread is
+    /// how uWebSockets scales).
+    pub fn handle(&self) -> ServerHandle<T> {
+        ServerHandle::new(self.core.shared.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for Server<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("hostname", &self.core.hostname)
+            .field("port", &self.core.port.get())
+            .field("pending_websockets", &self.core.registry.borrow().live())
+            .finish()
+    }
+}
+
+/// A TLS app with these certificates, or the reason it cannot be made.
+fn create_tls_app(native: &NativeTls) -> Result<*mut sys::uws_app_t, Error> {
+    // SAFETY: the options point at C strings owned by `native`.
+    let app = unsafe { sys::uws_app_create(1, &native.options()) };
+    if app.is_null() {
+        return Err(native.refused());
+    }
+    if !tls::key_matches(app) {
+        // SAFETY: just created, unused.
+        unsafe { sys::uws_app_destroy(1, app) };
+        return Err(tls::mismatch(native));
+    }
+    Ok(app)
+}
+
+/// The error for a failed listen: the resolver's when the host does not
+/// resolve, otherwise the system call's.
+fn listen_error(options: &ServeOptions, errno: c_int) -> Error {
+    let (address, source) = match &options.unix {
+        Some(path) => (
+            path.display().to_string(),
+            std::io::Error::from_raw_os_error(errno),
+        ),
+        None => {
+            let address = format!("{}:{}", options.hostname, options.port);
+            let source = match (options.hostname.as_str(), options.port).to_socket_addrs() {
+                Err(e) => e,
+                Ok(_) if errno != 0 => std::io::Error::from_raw_os_error(errno),
+                Ok(_) => std::io::Error::other("the address could not be bound"),
+            };
+            (address, source)
+        }
+    };
+    Error::Listen { address, source }
+}
+
+/// Bun's `Bun.serve({ fetch, websocket })`: creates the server on this
+/// thread's event loop and binds it. Call [`App::run`] to serve.
+///
+/// Errors: a bad option, an address that cannot be bound (in use, no
+/// permission, a host name that does not resolve), a TLS file that cannot
+/// be loaded.
+pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<App<H>, Error> {
+    options.check()?;
+    let behavior = options.websocket.to_behavior()?;
+    let unix = match &options.unix {
+        Some(path) => Some(
+            CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::UnixPath(path.clone()))?,
+        ),
+        None => None,
+    };
+    let host = CString::new(options.hostname.as_str()).map_err(|_| Error::InvalidOption {
+        name: "hostname",
+        reason: "contains a NUL byte".into(),
+    })?;
+    let tls = options.tls.as_ref().map(TlsOptions::load).transpose()?;
+    let ssl = i32::from(tls.is_some());
+    let thread = app::ThreadLoop::acquire()?;
+    let app = match &tls {
+        Some(tls) => create_tls_app(&tls.main)?,
+        // SAFETY: a plain app on this thread's loop.
+        None => unsafe { sys::uws_app_create(0, ptr::null()) },
+    };
+    if app.is_null() {
+        return Err(Error::Create("uWebSockets could not create the app".into()));
+    }
+    let shared = Shared::new(thread.loop_(), options.queue_limit);
+    let core = Core {
+        ssl,
+        app,
+        loop_: thread.loop_(),
+        http: Cell::new(ptr::null_mut()),
+        ws_context: Cell::new(ptr::null_mut()),
+        port: Cell::new(0),
+        hostname: options.hostname.clone(),
+        publish_to_self: options.websocket.publish_to_self,
+        compress_sends: options
+            .websocket
+            .per_message_deflate
+            .is_some_and(|p| p.compress != crate::Compressor::Disable),
+        subprotocols: options.websocket.subprotocols,
+        registry: RefCell::new(Registry::new()),
+        depth: Cell::new(0),
+        subscribing: Cell::new(ptr::null_mut()),
+        subscription_enabled: Cell::new(1),
+        stopping: Cell::new(false),
+        doomed: Cell::new(false),
+        grace: options.stop_grace_period,
+        stop_timer: Cell::new(ptr::null_mut()),
+        stop_deadline: Cell::new(None),
+        shared: shared.clone(),
+        ctx: Cell::new(ptr::null()),
+        hooks: callbacks::hooks::<H>(),
+    };
+    let app_owner = App::new(
+        thread,
+        handler,
+        Server {
+            core,
+            _data: PhantomData,
+        },
+    );
+    let ctx = app_owner.ctx_ptr();
+    let core = app_owner.core();
+    core.ctx.set(ctx.cast());
+    shared.attach(core);
+    let mut behavior = callbacks::behavior::<H>(behavior, ctx);
+    behavior.subscription_enabled = core.subscription_enabled.as_ptr();
+    let pattern = c"/*";
+    let listen_options: sys::uws_listen_option_t = if options.reuse_port {
+        sys::UWS_LISTEN_REUSE_PORT
+    } else {
+        sys::UWS_LISTEN_EXCLUSIVE_PORT
+    };
+    let listen_options = listen_options as c_int;
+    let mut errno = 0;
+    // SAFETY: the app is alive; the behavior's context and the flag it
+    // points at outlive the app (freed after it by `App`); the trampolines
+    // match the context.
+    let listen = unsafe {
+        if sys::uws_app_ws(ssl, app, pattern.as_ptr(), &behavior) == 0 {
+            return Err(Error::InvalidOption {
+                name: "websocket",
+                reason: "refused by uWebSockets".into(),
+            });
+        }
+        sys::uws_app_any(
+            ssl,
+            app,
+            pattern.as_ptr(),
+            Some(callbacks::on_http::<H>),
+            ctx.cast_mut().cast(),
+        );
+        match &unix {
+            Some(path) => {
+                sys::uws_app_listen_unix(ssl, app, path.as_ptr(), listen_options, &mut errno)
+            }
+            None => sys::uws_app_listen(
+                ssl,
+                app,
+                host.as_ptr(),
+                options.port.into(),
+                listen_options,
+                &mut errno,
+            ),
+        }
+    };
+    if listen.is_null() {
+        return Err(listen_error(&options, errno));
+    }
+    // SAFETY: a live listen socket of this app.
+    core.http
+        .set(unsafe { sys::uws_listen_context(ssl, listen) });
+    for (pattern, names) in tls.iter().flat_map(|t| &t.server_names) {
+        // Check the files with a throwaway app first: uSockets skips a
+        // server name it cannot load without telling.
+        let probe = create_tls_app(names)?;
+        // SAFETY: the probe app is ours and unused; the listen socket is
+        // live and TLS; options point at files kept alive by `tls`.
+        unsafe {
+            sys::uws_app_destroy(1, probe);
+            sys::uws_listen_add_server_name(1, listen, pattern.as_ptr(), &names.options());
+        }
+    }
+    if unix.is_none() {
+        // SAFETY: a live listen socket of this app.
+        core.port
+            .set(unsafe { sys::uws_listen_port(ssl, listen) } as u16);
+    }
+    Ok(app_owner)
+}

@@ -1,0 +1,2 @@
+fn assert_send<T: Send>() {}
+fn main() { assert_send::<uws::Request<'static>>(); }

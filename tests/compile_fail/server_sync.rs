@@ -1,0 +1,2 @@
+fn assert_sync<T: Sync>() {}
+fn main() { assert_sync::<uws::Server<()>>(); }

@@ -1,0 +1,2 @@
+fn assert_sync<T: Sync + ?Sized>() {}
+fn main() { assert_sync::<uws::ServerWebSocket<()>>(); }

@@ -1,0 +1,581 @@
+//! Soundness scenarios that need a process of their own: Apps kept in
+//! thread-locals and dropped at thread exit, Apps dropped inside their own
+//! callbacks, handles hammered from other threads while the server stops,
+//! queued wakeups that outlive the loop.
+//!
+//! `cargo test --test scenarios` runs every scenario as a child process of
+//! this binary (`scenarios --scenario NAME`) and checks its exit status and
+//! what it printed. `UWS_SCENARIO_WRAPPER="valgrind ..."` runs each child
+//! under that command (tests/memcheck.sh does).
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uws::*;
+
+/// A scenario: its name, what it must print, and the code.
+struct Scenario {
+    name: &'static str,
+    expect: &'static [&'static str],
+    run: fn(),
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "drop_inside_fetch",
+        expect: &["victim /drop -> HTTP/1.1 200 OK", "body: dropped"],
+        run: || drop_inside("fetch"),
+    },
+    Scenario {
+        name: "drop_inside_runner_fetch",
+        expect: &["runner /drop -> HTTP/1.1 200 OK", "victim port closed"],
+        run: || drop_inside("runner"),
+    },
+    Scenario {
+        name: "drop_inside_message",
+        expect: &[
+            "send after drop: Dropped, data \"v\"",
+            "victim close 1001 v",
+            "client got close 1001",
+        ],
+        run: || drop_inside("message"),
+    },
+    Scenario {
+        name: "drop_inside_deferred_job",
+        expect: &[
+            "defer -> Ok(())",
+            "pending after drop: 0",
+            "later job: not run",
+        ],
+        run: || drop_inside("defer"),
+    },
+    Scenario {
+        name: "app_in_thread_local_first_touched_before_serve",
+        expect: &["joined", "port free after thread exit"],
+        run: || app_in_thread_local("lazy"),
+    },
+    Scenario {
+        name: "app_in_thread_local_first_touched_after_serve",
+        expect: &["joined", "port free after thread exit"],
+        run: || app_in_thread_local("after"),
+    },
+    Scenario {
+        name: "app_in_const_thread_local",
+        expect: &["joined", "port free after thread exit"],
+        run: || app_in_thread_local("const"),
+    },
+    Scenario {
+        name: "handles_before_during_and_after_the_server",
+        expect: &[
+            "before run: Ok(())",
+            "after drop: NotRunning NotRunning NotRunning",
+            "run after stop returned",
+            "port free after stop and run",
+            "hammers ended",
+            "after: NotRunning NotRunning NotRunning NotRunning",
+            "refused job dropped in the caller: contained",
+        ],
+        run: handles,
+    },
+    Scenario {
+        name: "wakeup_queued_after_the_last_iteration",
+        expect: &["queued after the last iteration: Ok(())", "thread ended"],
+        run: wakeup_after_last_iteration,
+    },
+    Scenario {
+        name: "queue_limit",
+        expect: &[
+            "queued 4",
+            "fifth: the server's queue is full (4 calls waiting)",
+            "ran 4",
+        ],
+        run: queue_limit,
+    },
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--scenario") {
+        let name = &args[i + 1];
+        let scenario = SCENARIOS
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no scenario {name}"));
+        (scenario.run)();
+        println!("scenario done");
+        return;
+    }
+    // `cargo test` passes filters and flags; a plain word filters by name.
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-'));
+    let me = std::env::current_exe().unwrap();
+    let wrapper = std::env::var("UWS_SCENARIO_WRAPPER").unwrap_or_default();
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for s in SCENARIOS {
+        if filter.is_some_and(|f| !s.name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(&me);
+                c
+            }
+            None => Command::new(&me),
+        };
+        let out = cmd
+            .args(["--scenario", s.name])
+            .output()
+            .expect("run scenario");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let missing: Vec<_> = s
+            .expect
+            .iter()
+            .chain(&["scenario done"])
+            .filter(|e| !text.contains(*e))
+            .collect();
+        if out.status.success() && missing.is_empty() {
+            println!("scenario {} ... ok", s.name);
+        } else {
+            println!(
+                "scenario {} ... FAILED ({}; missing {missing:?})\n{text}",
+                s.name, out.status
+            );
+            failed.push(s.name);
+        }
+    }
+    println!("\n{} scenarios, {} failed", ran, failed.len());
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+fn local() -> ServeOptions {
+    ServeOptions {
+        hostname: "127.0.0.1".into(),
+        port: 0,
+        stop_grace_period: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
+fn http(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+// ------------------------------------------------ an App dropped inside its callbacks
+
+struct Victim;
+struct Runner;
+
+thread_local! {
+    static VICTIM: RefCell<Option<App<Victim>>> = const { RefCell::new(None) };
+}
+
+fn drop_victim(where_: &str) {
+    let app = VICTIM.with(|v| v.borrow_mut().take());
+    assert!(app.is_some(), "the victim is still there");
+    drop(app);
+    println!("dropped inside {where_}");
+}
+
+impl WebSocketHandler for Victim {
+    type Data = String;
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<String>) -> Response {
+        if req.path() == "/drop" {
+            drop_victim("Victim::fetch");
+            // `server` is still usable: the App is only freed later.
+            println!("pending after drop: {}", server.pending_websockets());
+            return Response::new("dropped");
+        }
+        if server.upgrade(req, UpgradeOptions::new("v".to_string())) {
+            return Response::new("");
+        }
+        Response::new("no")
+    }
+
+    fn message(&self, ws: &mut ServerWebSocket<String>, m: Message<'_>) {
+        if m == Message::Text("drop") {
+            drop_victim("Victim::message");
+            let s = ws.send_text("still here?");
+            println!("send after drop: {s:?}, data {:?}", ws.data());
+        }
+    }
+
+    fn close(&self, ws: &mut ServerWebSocket<String>, code: u16, _reason: &str) {
+        println!("victim close {code} {}", ws.data());
+    }
+}
+
+impl WebSocketHandler for Runner {
+    type Data = ();
+
+    fn fetch(&self, req: &mut Request<'_>, _server: &Server<()>) -> Response {
+        if req.path() == "/drop" {
+            drop_victim("Runner::fetch");
+            return Response::new("dropped");
+        }
+        Response::new("runner")
+    }
+}
+
+/// Two servers on one thread; the runner's `run` drives the loop, the
+/// victim lives in a thread-local and is dropped from `mode`.
+fn drop_inside(mode: &'static str) {
+    let runner = serve(local(), Runner).unwrap();
+    let victim = serve(local(), Victim).unwrap();
+    let (rport, vport) = (runner.port(), victim.port());
+    let rh = runner.handle();
+    let vh = victim.handle();
+    VICTIM.with(|v| *v.borrow_mut() = Some(victim));
+    let client = std::thread::spawn(move || {
+        match mode {
+            "fetch" => {
+                let r = http(vport, "/drop");
+                println!("victim /drop -> {}", r.lines().next().unwrap_or(""));
+                println!("body: {}", r.rsplit("\r\n\r\n").next().unwrap_or(""));
+            }
+            "runner" => {
+                let r = http(rport, "/drop");
+                println!("runner /drop -> {}", r.lines().next().unwrap_or(""));
+                std::thread::sleep(Duration::from_millis(100));
+                if TcpStream::connect(("127.0.0.1", vport)).is_err() {
+                    println!("victim port closed");
+                }
+            }
+            "message" => {
+                let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{vport}/")).unwrap();
+                ws.send(tungstenite::Message::text("drop")).unwrap();
+                loop {
+                    match ws.read() {
+                        Ok(tungstenite::Message::Close(Some(f))) => {
+                            println!("client got close {}", u16::from(f.code));
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(e) => panic!("no close frame: {e}"),
+                    }
+                }
+            }
+            "defer" => {
+                let r = vh.defer(|s| {
+                    drop_victim("a deferred job");
+                    println!("pending after drop: {}", s.pending_websockets());
+                    s.publish("t", "x", false);
+                });
+                let later = Arc::new(AtomicBool::new(false));
+                let flag = later.clone();
+                let r2 = vh.defer(move |_| flag.store(true, Ordering::SeqCst));
+                println!("defer -> {r:?} {r2:?}");
+                std::thread::sleep(Duration::from_millis(300));
+                let ran = later.load(Ordering::SeqCst);
+                println!("later job: {}", if ran { "ran" } else { "not run" });
+            }
+            _ => unreachable!(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        rh.stop().unwrap();
+    });
+    runner.run();
+    client.join().unwrap();
+    VICTIM.with(|v| assert!(v.borrow().is_none(), "the victim was dropped"));
+}
+
+// ------------------------------------------------ Apps kept in thread-locals
+
+struct Plain;
+
+impl WebSocketHandler for Plain {
+    type Data = ();
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+        if server.upgrade(req, UpgradeOptions::new(())) {
+            return Response::new("");
+        }
+        Response::new("hi")
+    }
+}
+
+thread_local! {
+    static APP: RefCell<Option<App<Plain>>> = const { RefCell::new(None) };
+    // Lazily initialised on purpose: its destructor is registered at first
+    // touch, which the scenario times against uWebSockets' own.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static APP_LAZY: RefCell<Option<App<Plain>>> = RefCell::new(None);
+}
+
+/// An App that a thread-local drops at thread exit, after uWebSockets'
+/// own thread-local state may be gone.
+fn app_in_thread_local(mode: &'static str) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if mode != "after" {
+            // Touch the thread-local first: its destructor then runs after
+            // every one registered later (uWebSockets' included).
+            APP_LAZY.with(|a| assert!(a.borrow().is_none()));
+            APP.with(|a| assert!(a.borrow().is_none()));
+        }
+        let app = serve(local(), Plain).unwrap();
+        tx.send(app.port()).unwrap();
+        match mode {
+            "const" => APP.with(|a| *a.borrow_mut() = Some(app)),
+            _ => APP_LAZY.with(|a| *a.borrow_mut() = Some(app)),
+        }
+    })
+    .join()
+    .unwrap();
+    println!("joined");
+    let port = rx.recv().unwrap();
+    if port_free(port) {
+        println!("port free after thread exit");
+    }
+}
+
+// ------------------------------------------------ handles
+
+#[derive(Clone, Default)]
+struct Rooms {
+    ids: Arc<Mutex<Vec<SocketId>>>,
+}
+
+impl WebSocketHandler for Rooms {
+    type Data = u32;
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<u32>) -> Response {
+        if server.upgrade(req, UpgradeOptions::new(7)) {
+            return Response::new("");
+        }
+        Response::new("no")
+    }
+
+    fn open(&self, ws: &mut ServerWebSocket<u32>) {
+        ws.subscribe("room");
+        self.ids.lock().unwrap().push(ws.id());
+    }
+}
+
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("PanicOnDrop");
+    }
+}
+
+fn not_running(r: Result<(), Error>) -> &'static str {
+    match r {
+        Err(Error::NotRunning) => "NotRunning",
+        Ok(()) => "Ok",
+        Err(_) => "other error",
+    }
+}
+
+/// ServerHandle used before run, hammered from threads while the server
+/// runs and stops, and after it is gone.
+fn handles() {
+    {
+        let app = serve(local(), Rooms::default()).unwrap();
+        let h = app.handle();
+        println!("before run: {:?}", h.defer(|_| unreachable!("never runs")));
+        // A job dropped unrun by the App, panicking as it drops.
+        let guard = PanicOnDrop;
+        h.defer(move |_| drop(guard)).unwrap();
+        drop(app);
+        println!(
+            "after drop: {} {} {}",
+            not_running(h.defer(|_| ())),
+            not_running(h.publish("room", "x".into(), false)),
+            not_running(h.stop())
+        );
+    }
+    {
+        let app = serve(local(), Rooms::default()).unwrap();
+        let port = app.port();
+        app.stop();
+        app.run();
+        println!("run after stop returned");
+        if port_free(port) {
+            println!("port free after stop and run");
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    let rooms = Rooms::default();
+    let ids = rooms.ids.clone();
+    let server = std::thread::spawn(move || {
+        let app = serve(local(), rooms).unwrap();
+        tx.send((app.port(), app.handle())).unwrap();
+        app.run();
+    });
+    let (port, handle) = rx.recv().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/")).unwrap();
+            if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+            }
+            let done = done.clone();
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    match ws.read() {
+                        Ok(_) | Err(tungstenite::Error::Io(_)) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let stop_at = Instant::now() + Duration::from_millis(400);
+    let hammers: Vec<_> = (0..4)
+        .map(|k| {
+            let handle = handle.clone();
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut refused = 0;
+                let mut i = 0u64;
+                while refused < 1000 && Instant::now() < deadline {
+                    i += 1;
+                    let id = ids.lock().unwrap().first().copied();
+                    let r = match (i % 4, id) {
+                        (0, _) => handle.publish("room", format!("h{k}-{i}").into(), false),
+                        (1, Some(id)) => handle.send(id, vec![1, 2, 3].into(), false),
+                        (2, _) => handle.defer(|s| {
+                            let _ = s.pending_websockets();
+                        }),
+                        _ => handle.defer(|_| ()),
+                    };
+                    match r {
+                        Ok(()) => refused = 0,
+                        Err(Error::NotRunning) => refused += 1,
+                        Err(Error::QueueFull { .. }) => std::thread::yield_now(),
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                    if k == 0 && Instant::now() > stop_at && i % 1000 == 0 {
+                        let _ = handle.stop();
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while !server.is_finished() {
+        assert!(t.elapsed() < Duration::from_secs(30), "server did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.join().unwrap();
+    for h in hammers {
+        assert_eq!(h.join().unwrap(), 1000, "every hammer ends refused");
+    }
+    println!("hammers ended");
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let id = ids.lock().unwrap()[0];
+    println!(
+        "after: {} {} {} {}",
+        not_running(handle.defer(|_| ())),
+        not_running(handle.publish("room", "x".into(), false)),
+        not_running(handle.send(id, "x".into(), false)),
+        not_running(handle.stop())
+    );
+    let guard = PanicOnDrop;
+    let r = std::panic::catch_unwind(|| handle.defer(move |_| drop(guard)));
+    if matches!(r, Ok(Err(Error::NotRunning))) {
+        println!("refused job dropped in the caller: contained");
+    }
+}
+
+/// A wakeup queued after the loop ran its last iteration holds a reference
+/// to the server's shared state: it is released when the loop goes, at
+/// thread exit (memcheck sees no leak).
+fn wakeup_after_last_iteration() {
+    let (tx, rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let app = serve(local(), Plain).unwrap();
+        let handle = app.handle();
+        app.stop();
+        // Keep the App alive but never run the loop again.
+        tx.send(handle).unwrap();
+        go_rx.recv().unwrap();
+        drop(app);
+    });
+    let handle = rx.recv().unwrap();
+    println!(
+        "queued after the last iteration: {:?}",
+        handle.defer(|_| println!("never runs"))
+    );
+    go_tx.send(()).unwrap();
+    server.join().unwrap();
+    println!("thread ended");
+}
+
+/// Calls from other threads stop queueing at `queue_limit`.
+fn queue_limit() {
+    let app = serve(
+        ServeOptions {
+            queue_limit: 4,
+            ..local()
+        },
+        Plain,
+    )
+    .unwrap();
+    let handle = app.handle();
+    let ran = Arc::new(AtomicUsize::new(0));
+    // The loop does not run yet, so nothing leaves the queue meanwhile.
+    std::thread::spawn(move || {
+        let mut queued = 0;
+        for _ in 0..3 {
+            let ran = ran.clone();
+            let r = handle.defer(move |_| {
+                ran.fetch_add(1, Ordering::SeqCst);
+            });
+            queued += usize::from(r.is_ok());
+        }
+        let r = handle.defer(move |s| {
+            println!("ran {}", ran.load(Ordering::SeqCst) + 1);
+            s.stop();
+        });
+        queued += usize::from(r.is_ok());
+        println!("queued {queued}");
+        match handle.defer(|_| ()) {
+            Err(e) => println!("fifth: {e}"),
+            Ok(()) => println!("fifth: queued"),
+        }
+    })
+    .join()
+    .unwrap();
+    app.run();
+}
