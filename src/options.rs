@@ -39,7 +39,9 @@ pub struct ServeOptions {
     /// Share the port with other sockets that ask for it (SO_REUSEPORT,
     /// Bun's `reusePort`): several servers, in this process or others, then
     /// take turns accepting its connections. Default `false`: the port is
-    /// this server's alone, and binding one in use is an error.
+    /// this server's alone, and binding one in use is an error. Sharing
+    /// needs a fixed port: one picked by the kernel (`port: 0`) is never
+    /// shared.
     pub reuse_port: bool,
     /// How long [`Server::stop`](crate::Server::stop) lets connections
     /// finish (closing handshakes, responses being written) before it

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the WebSocket integration tests (echo, pub/sub, close paths,
-# backpressure, panics, stop) and the HTTP tests under valgrind memcheck:
-# fails on any invalid read or write and on any definite leak.
+# backpressure, panics, stop), the HTTP tests, the soundness tests and
+# scenarios (reentrancy, drops at odd times, thread exit) and the lifecycle
+# tests under valgrind memcheck: fails on any invalid read or write and on
+# any definite leak.
 #
 #   tests/memcheck.sh
 #
@@ -14,16 +16,26 @@ if ! command -v valgrind >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
 
-for suite in websocket http; do
-    bin=$(cargo test --no-run --test "$suite" --message-format=json 2>/dev/null |
+test_binary() {
+    cargo test --no-run --test "$1" --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
-        print(m["executable"])' "$suite")
+        print(m["executable"])' "$1"
+}
+
+# Definite leaks and memory errors fail the run (exit 9).
+memcheck="valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
+
+for suite in websocket http soundness lifecycle; do
+    bin=$(test_binary "$suite")
     echo "== memcheck: $suite ($bin)"
-    # Definite leaks and memory errors fail the run (exit 9).
-    valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-        --show-leak-kinds=definite "$bin" --test-threads=2
+    $memcheck "$bin" --test-threads=2
 done
+
+# Each scenario is a process of its own: run those under valgrind.
+bin=$(test_binary scenarios)
+echo "== memcheck: scenarios ($bin)"
+UWS_SCENARIO_WRAPPER="$memcheck" "$bin"
 echo "memcheck: no memory errors, no definite leaks"
