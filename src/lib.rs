@@ -76,15 +76,96 @@
 //! | `ws.data` | [`ServerWebSocket::data`] / [`data_mut`](ServerWebSocket::data_mut) |
 //! | `ws.send()` → `N` / `-1` / `0` | [`SendStatus::Sent`] / [`Backpressure`](SendStatus::Backpressure) / [`Dropped`](SendStatus::Dropped) |
 //! | `server.publish`, `ws.publish`, `subscriberCount` | [`Server::publish`], [`ServerWebSocket::publish`], [`Server::subscriber_count`] |
-//! | `server.stop()` | [`Server::stop`] (closes with 1001) |
+//! | `server.stop()`, `server.stop(true)` | [`Server::stop`] (closes with 1001), [`Server::stop_now`] |
+//! | `server.pendingWebSockets` | [`Server::pending_websockets`] |
 //!
 //! ## Threads
 //!
 //! uWebSockets runs one event loop per thread; a server lives on the thread
 //! that called [`serve`]. Other threads reach it through a
 //! [`ServerHandle`] (`Send + Sync`). To use several cores, run one server
-//! per thread on the same port: the kernel spreads connections
-//! (SO_REUSEPORT).
+//! per thread on the same fixed port with
+//! [`reuse_port`](ServeOptions::reuse_port): the kernel spreads
+//! connections.
+//!
+//! ## Using it from async code
+//!
+//! An [`App`] is not `Send`: it runs its loop on a thread of its own, and
+//! hands its [`ServerHandle`] back (a channel is enough). Async code then
+//! publishes, sends and stops through the handle; handlers never block
+//! (no `block_on`, no waiting on a lock held by async code): to answer
+//! later, keep [`ws.id()`](ServerWebSocket::id) and send through the
+//! handle when the answer is ready.
+//!
+//! ```no_run
+//! use std::sync::mpsc;
+//! use uws::*;
+//!
+//! struct Jobs;
+//! impl WebSocketHandler for Jobs {
+//!     type Data = ();
+//!     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+//!         server.upgrade(req, UpgradeOptions::new(()));
+//!         Response::new("")
+//!     }
+//!     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
+//!         // Hand the work to another thread (a tokio task, a pool) with the
+//!         // socket's id; it answers through the handle.
+//!         let (id, job) = (ws.id(), message.as_bytes().to_vec());
+//!         let handle = ws.server().handle();
+//!         std::thread::spawn(move || {
+//!             let answer = format!("{} bytes done", job.len());
+//!             let _ = handle.send(id, OwnedMessage::from(answer), false);
+//!         });
+//!     }
+//! }
+//!
+//! let (tx, rx) = mpsc::channel();
+//! std::thread::spawn(move || {
+//!     let app = serve(ServeOptions { port: 0, ..Default::default() }, Jobs).unwrap();
+//!     tx.send(app.handle()).unwrap();
+//!     app.run();
+//! });
+//! let handle: ServerHandle<()> = rx.recv().unwrap();
+//! // ... later, from async code:
+//! handle.stop().unwrap();
+//! ```
+//!
+//! Calls through a handle are queued to the server's loop, at most
+//! [`ServeOptions::queue_limit`] at a time ([`Error::QueueFull`] past it);
+//! the status of a queued send or publish is not reported back.
+//!
+//! ## What makes it sound
+//!
+//! Safe code cannot reach freed memory through this API. These invariants
+//! carry that promise (every `unsafe` block relies on one of them):
+//!
+//! - **A socket is handed out only while it is busy.** A
+//!   `&mut ServerWebSocket` exists only during a handler call or a
+//!   [`Server::with_socket`] closure, and the socket is marked busy for
+//!   that long: `with_socket` on a busy socket returns `None`, and a close
+//!   that arrives meanwhile (the handler closed it, or stopped the server)
+//!   is recorded and its close handler runs when the handler returns (also
+//!   on unwind). The socket's state lives beside what the `&mut` covers,
+//!   never inside it.
+//! - **A socket cannot be moved.** [`ServerWebSocket`] is unsized, like
+//!   `str`: it only exists behind the reference a handler gets, so two of
+//!   them cannot be swapped or replaced. Their data can.
+//! - **Ids are checked on use.** A [`SocketId`] names a server, a slot and
+//!   a generation; once the socket is closing (from the first event of its
+//!   close on) it resolves to nothing, and sends through it are dropped.
+//!   Data is dropped exactly once, right after the close handler.
+//! - **An App is freed only when none of its callbacks runs.** Dropping an
+//!   App inside one of its own callbacks (it was kept in a thread-local or
+//!   an `Rc`) stops it at once and frees it at the next point where none of
+//!   its callbacks runs. [`App::run`] refuses to run the loop inside a
+//!   handler.
+//! - **The loop outlives every App of its thread.** The thread's event
+//!   loop is freed after its last App, also when thread-locals drop Apps
+//!   during thread exit; handles stop reaching servers whose thread has
+//!   exited.
+//! - **Nothing unwinds into C++.** Panics in handlers, closures, jobs and
+//!   destructors of data are caught at the boundary.
 //!
 //! ## Panics
 //!

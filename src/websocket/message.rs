@@ -126,7 +126,7 @@ impl SendStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishStatus {
     /// At least one subscriber (other than the sender, for
-    /// [`ServerWebSocket::publish`]) will get the message; the payload
+    /// [`ServerWebSocket::publish`](crate::ServerWebSocket::publish)) will get the message; the payload
     /// length in bytes.
     Published(usize),
     /// Nobody else is subscribed to the topic: nothing was sent.
