@@ -1,4 +1,5 @@
-//! Echo server: sends every message back with its opcode.
+//! Echo server: sends every message back with its opcode, and answers
+//! every other HTTP request 200 with its body echoed (any method).
 //!
 //! ```text
 //! cargo run --release --example echo -- --port 3000 [--host 127.0.0.1]
@@ -34,7 +35,17 @@ impl WebSocketHandler for Echo {
         if server.upgrade(req, UpgradeOptions::new(())) {
             return Response::new("");
         }
-        Response::new("this is a WebSocket echo server").with_status(426)
+        // The body arrives after fetch returns: answer once it is whole.
+        if let Some(pending) = server.defer_request(req) {
+            pending.on_body(|_server, body, pending| {
+                let _ = match body {
+                    Ok(body) => pending.respond(Response::new(body.into_bytes())),
+                    // Too large: the client got 413 already.
+                    Err(_) => Ok(()),
+                };
+            });
+        }
+        Response::new("")
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {

@@ -76,6 +76,19 @@ pub enum Error {
     /// The server has stopped (or its thread has gone): nothing can reach it.
     #[error("the server is not running")]
     NotRunning,
+    /// A pending request can no longer be answered: the client went away,
+    /// its body was too large (the server answered 413), or the server
+    /// stopped.
+    #[error("the request was aborted")]
+    Aborted,
+    /// A request body was larger than
+    /// [`ServeOptions::max_request_body_size`](crate::ServeOptions::max_request_body_size);
+    /// the client was answered 413 and the connection closed.
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
     /// Too many calls from other threads are waiting for the server's loop
     /// ([`ServeOptions::queue_limit`](crate::ServeOptions::queue_limit)):
     /// this one was not queued. Retry later, or slow down.

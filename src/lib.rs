@@ -204,12 +204,12 @@ pub use options::{
 
 // zlib is linked through libz-sys (permessage-deflate in uWebSockets),
 // OpenSSL through openssl-sys (uSockets' TLS).
-pub use http::{Request, Response};
+pub use http::{Body, BodyFuture, BodyWriter, Flow, PendingRequest, Request, Response};
 use libz_sys as _;
 #[cfg(feature = "tls")]
 use openssl_sys as _;
 pub use registry::SocketId;
-pub use server::{serve, App, OwnedMessage, Server, ServerHandle};
+pub use server::{serve, App, OwnedMessage, Server, ServerHandle, TimerId};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;
 pub use websocket::{Message, PublishStatus, ReadyState, SendStatus, ServerWebSocket};

@@ -47,6 +47,11 @@ pub struct ServeOptions {
     /// finish (closing handshakes, responses being written) before it
     /// closes the rest. Default 5 seconds.
     pub stop_grace_period: Duration,
+    /// Largest request body read for a
+    /// [`PendingRequest`](crate::PendingRequest), in bytes (Bun's
+    /// `maxRequestBodySize`). A larger one is answered 413 and its
+    /// connection closed. Default 128 MiB.
+    pub max_request_body_size: usize,
     /// How many calls from other threads ([`ServerHandle`](crate::ServerHandle)
     /// publish, send, defer, ...) may wait for the server's loop at once.
     /// Past it they fail with [`Error::QueueFull`] instead of growing
@@ -65,6 +70,7 @@ impl Default for ServeOptions {
             reuse_port: false,
             stop_grace_period: Duration::from_secs(5),
             queue_limit: 65_536,
+            max_request_body_size: 128 * 1024 * 1024,
         }
     }
 }

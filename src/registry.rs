@@ -74,6 +74,11 @@ impl Registry {
         }
     }
 
+    /// The number of the server this registry belongs to.
+    pub(crate) fn server(&self) -> u32 {
+        self.server
+    }
+
     pub(crate) fn insert(&mut self, slot: *mut c_void) -> SocketId {
         self.live += 1;
         let server = self.server;

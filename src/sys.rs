@@ -143,6 +143,24 @@ pub type uws_header_cb_t = ::std::option::Option<
         value_length: usize,
     ),
 >;
+pub type uws_res_aborted_cb_t =
+    ::std::option::Option<unsafe extern "C" fn(ctx: *mut ::std::os::raw::c_void, token: u64)>;
+pub type uws_res_data_cb_t = ::std::option::Option<
+    unsafe extern "C" fn(
+        ctx: *mut ::std::os::raw::c_void,
+        token: u64,
+        data: *const ::std::os::raw::c_char,
+        length: usize,
+        last: ::std::os::raw::c_int,
+    ),
+>;
+pub type uws_res_writable_cb_t = ::std::option::Option<
+    unsafe extern "C" fn(
+        ctx: *mut ::std::os::raw::c_void,
+        token: u64,
+        offset: u64,
+    ) -> ::std::os::raw::c_int,
+>;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct uws_ws_behavior_s {
@@ -469,6 +487,64 @@ unsafe extern "C" {
         buf: *mut ::std::os::raw::c_char,
         length: *mut ::std::os::raw::c_int,
     );
+}
+unsafe extern "C" {
+    pub fn uws_res_on_aborted(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+        cb: uws_res_aborted_cb_t,
+        ctx: *mut ::std::os::raw::c_void,
+        token: u64,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_res_on_data(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+        cb: uws_res_data_cb_t,
+        ctx: *mut ::std::os::raw::c_void,
+        token: u64,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_res_on_writable(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+        cb: uws_res_writable_cb_t,
+        ctx: *mut ::std::os::raw::c_void,
+        token: u64,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_res_cork(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+        cb: uws_callback_t,
+        arg: *mut ::std::os::raw::c_void,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_res_write(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+        data: *const ::std::os::raw::c_char,
+        length: usize,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn uws_res_buffered_amount(ssl: ::std::os::raw::c_int, res: *mut uws_res_t) -> usize;
+}
+unsafe extern "C" {
+    pub fn uws_res_end_without_body(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+        has_length: ::std::os::raw::c_int,
+        length: usize,
+        close_connection: ::std::os::raw::c_int,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_res_close(ssl: ::std::os::raw::c_int, res: *mut uws_res_t);
 }
 unsafe extern "C" {
     pub fn uws_res_upgrade(

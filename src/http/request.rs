@@ -19,10 +19,30 @@ pub struct Request<'a> {
     pub(crate) ws_context: *mut c_void,
     /// The upgrade `Server::upgrade` accepted: an `UpgradeOptions<T>`.
     pub(crate) upgrade: Option<Box<dyn Any>>,
-    pub(crate) _borrow: PhantomData<&'a mut ()>,
+    /// `Server::defer_request` took it: answered later.
+    pub(crate) deferred: bool,
+    _borrow: PhantomData<&'a mut ()>,
 }
 
 impl<'a> Request<'a> {
+    /// The request of a running request handler.
+    pub(crate) fn new(
+        raw: *mut sys::uws_req_t,
+        res: *mut sys::uws_res_t,
+        ssl: i32,
+        ws_context: *mut c_void,
+    ) -> Self {
+        Request {
+            raw,
+            res,
+            ssl,
+            ws_context,
+            upgrade: None,
+            deferred: false,
+            _borrow: PhantomData,
+        }
+    }
+
     fn text(
         &self,
         get: unsafe extern "C" fn(*mut sys::uws_req_t, *mut usize) -> *const std::ffi::c_char,

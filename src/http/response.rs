@@ -66,21 +66,20 @@ impl Response {
                 .all(|(k, v)| valid_header(k, v) && !framing_header(k))
     }
 
-    /// Writes the response and ends it; `close` ends the connection after
-    /// it (with `Connection: close`).
-    pub(crate) fn write(&self, ssl: i32, res: *mut sys::uws_res_t, close: bool) {
-        if !self.is_valid() {
-            return Response::new("invalid response")
-                .with_status(500)
-                .write(ssl, res, close);
-        }
-        let mut status = [0u8; 64];
-        let line = status_line(self.status, &mut status);
+    /// Writes the status line and headers (an invalid response becomes a
+    /// 500 with no headers), with `Connection: close` when `close` (for a
+    /// body streamed in parts; `write` lets uWebSockets add it). Returns
+    /// whether the response was valid.
+    pub(crate) fn write_head(&self, ssl: i32, res: *mut sys::uws_res_t, close: bool) -> bool {
+        let valid = self.is_valid();
+        let status = if valid { self.status } else { 500 };
+        let mut line = [0u8; 64];
+        let line = status_line(status, &mut line);
         // SAFETY: `res` is the live response of the current request; all
         // buffers are borrowed for each call.
         unsafe {
             sys::uws_res_write_status(ssl, res, line.as_ptr().cast(), line.len());
-            for (k, v) in &self.headers {
+            for (k, v) in self.headers.iter().filter(|_| valid) {
                 sys::uws_res_write_header(
                     ssl,
                     res,
@@ -90,13 +89,39 @@ impl Response {
                     v.len(),
                 );
             }
-            sys::uws_res_end(
-                ssl,
-                res,
-                self.body.as_ptr().cast(),
-                self.body.len(),
-                close.into(),
-            );
+            if close {
+                let (k, v) = ("Connection", "close");
+                sys::uws_res_write_header(
+                    ssl,
+                    res,
+                    k.as_ptr().cast(),
+                    k.len(),
+                    v.as_ptr().cast(),
+                    v.len(),
+                );
+            }
+        }
+        valid
+    }
+
+    /// Writes the response and ends it; `close` ends the connection after
+    /// it (with `Connection: close`); `head` leaves the body out (the
+    /// answer to a HEAD request, whose Content-Length is the body's).
+    pub(crate) fn write(&self, ssl: i32, res: *mut sys::uws_res_t, close: bool, head: bool) {
+        let body: &[u8] = if self.write_head(ssl, res, false) {
+            &self.body
+        } else {
+            b"invalid response"
+        };
+        // SAFETY: as in `write_head`; this ends the response (uWebSockets
+        // adds Content-Length, and with `close` the Connection header, and
+        // closes the connection once it is written).
+        unsafe {
+            if head {
+                sys::uws_res_end_without_body(ssl, res, 1, body.len(), close.into());
+            } else {
+                sys::uws_res_end(ssl, res, body.as_ptr().cast(), body.len(), close.into());
+            }
         }
     }
 }

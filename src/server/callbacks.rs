@@ -8,14 +8,13 @@
 
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_void};
-use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::Error;
 use crate::ffi::bytes;
 use crate::handler::WebSocketHandler;
 use crate::http::{Request, Response};
-use crate::server::{Core, Hooks, Server};
+use crate::server::{accept, Core, Hooks, Server};
 use crate::sys;
 use crate::upgrade::UpgradeOptions;
 use crate::websocket::slot::{Closed, Slot, SocketState};
@@ -171,18 +170,11 @@ impl<H: WebSocketHandler> Ctx<H> {
         if core.doomed() {
             Response::new("server gone")
                 .with_status(503)
-                .write(ssl, res, true);
+                .write(ssl, res, true, false);
             core.leave();
             return;
         }
-        let mut request = Request {
-            raw: req,
-            res,
-            ssl,
-            ws_context,
-            upgrade: None,
-            _borrow: PhantomData,
-        };
+        let mut request = Request::new(req, res, ssl, ws_context);
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.handler.fetch(&mut request, &self.server)
         }));
@@ -198,6 +190,12 @@ impl<H: WebSocketHandler> Ctx<H> {
                 (Response::new("internal error").with_status(500), None)
             }
         };
+        if request.deferred {
+            // Answered later (a panic after deferring leaves that to the
+            // pending request, which answers 500 if it is dropped).
+            core.leave();
+            return;
+        }
         // SAFETY: `res` is the response of this request; a closed one (the
         // handler stopped the server at once) stays readable until the loop
         // iteration ends.
@@ -205,9 +203,19 @@ impl<H: WebSocketHandler> Ctx<H> {
         match upgrade {
             Some(upgrade) if open && !core.stopping() => {
                 match upgrade.downcast::<UpgradeOptions<Data<H>>>() {
-                    Ok(options) => self.accept(&request, *options),
+                    Ok(options) => {
+                        let key = request
+                            .header_bytes("sec-websocket-key")
+                            .unwrap_or_default();
+                        let extensions = request
+                            .header_bytes("sec-websocket-extensions")
+                            .unwrap_or_default();
+                        accept(core, res, key, extensions, request.ws_context, *options)
+                    }
                     // `Server<T>::upgrade` only ever stores `UpgradeOptions<T>`.
-                    Err(_) => Response::new("").with_status(500).write(ssl, res, false),
+                    Err(_) => Response::new("")
+                        .with_status(500)
+                        .write(ssl, res, false, false),
                 }
             }
             Some(upgrade) => {
@@ -217,59 +225,16 @@ impl<H: WebSocketHandler> Ctx<H> {
                 if open {
                     Response::new("server stopping")
                         .with_status(503)
-                        .write(ssl, res, true);
+                        .write(ssl, res, true, false);
                 }
             }
-            None if open => response.write(ssl, res, core.stopping()),
+            None if open => {
+                let head = request.method().eq_ignore_ascii_case("HEAD");
+                response.write(ssl, res, core.stopping(), head)
+            }
             None => {}
         }
         core.leave();
-    }
-
-    /// Completes an upgrade that `fetch` asked for; the open handler runs
-    /// before this returns.
-    fn accept(&self, request: &Request<'_>, options: UpgradeOptions<Data<H>>) {
-        let core = self.core();
-        let ssl = core.ssl;
-        core.set_ws_context(request.ws_context);
-        let key = request
-            .header_bytes("sec-websocket-key")
-            .unwrap_or_default();
-        let extensions = request
-            .header_bytes("sec-websocket-extensions")
-            .unwrap_or_default();
-        let protocol = options.protocol.as_deref().unwrap_or("");
-        let slot = Slot::new(core, options.data);
-        let status = "101 Switching Protocols";
-        // SAFETY: `res` is the live response of this request; the header
-        // views point into the request buffer, alive during the call. The
-        // slot pointer becomes the socket's user data, handed back to
-        // `on_open` and freed in `close_now`.
-        unsafe {
-            sys::uws_res_write_status(ssl, request.res, status.as_ptr().cast(), status.len());
-            for (k, v) in &options.headers {
-                sys::uws_res_write_header(
-                    ssl,
-                    request.res,
-                    k.as_ptr().cast(),
-                    k.len(),
-                    v.as_ptr().cast(),
-                    v.len(),
-                );
-            }
-            sys::uws_res_upgrade(
-                ssl,
-                request.res,
-                slot.cast(),
-                key.as_ptr().cast(),
-                key.len(),
-                protocol.as_ptr().cast(),
-                protocol.len(),
-                extensions.as_ptr().cast(),
-                extensions.len(),
-                request.ws_context,
-            );
-        }
     }
 }
 

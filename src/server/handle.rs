@@ -13,7 +13,7 @@ use crate::server::{Core, Server};
 use crate::sys;
 use crate::websocket::Message;
 
-type Job = Box<dyn FnOnce(&Core) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&Core) + Send>;
 
 /// The part of a server other threads can reach.
 pub(crate) struct Shared {
@@ -57,6 +57,46 @@ impl Shared {
         self.lock().core = core;
     }
 
+    /// Queues `job` for the server's loop and wakes it. With `bounded`, a
+    /// full queue refuses the job.
+    fn push(self: &Arc<Self>, job: Job, bounded: bool) -> Result<(), Error> {
+        let mut s = self.lock();
+        if s.loop_.is_null() {
+            drop(s);
+            let _ = drop_contained(job);
+            return Err(Error::NotRunning);
+        }
+        if bounded && s.jobs.len() >= self.limit {
+            drop(s);
+            let _ = drop_contained(job);
+            return Err(Error::QueueFull { limit: self.limit });
+        }
+        s.jobs.push(job);
+        if !s.scheduled {
+            s.scheduled = true;
+            let arg = Arc::into_raw(self.clone());
+            // SAFETY: the loop is alive (non-null under the lock: it is
+            // cleared before the loop goes away); `run_jobs`, or
+            // `drop_wakeup` if the loop is freed first, takes the Arc back.
+            unsafe {
+                sys::uws_loop_defer(
+                    s.loop_,
+                    Some(run_jobs),
+                    Some(drop_wakeup),
+                    arg.cast_mut().cast(),
+                )
+            };
+        }
+        Ok(())
+    }
+
+    /// Queues the completion of a pending request: not bounded by the
+    /// queue limit (each request completes once, so they are bounded by
+    /// the requests waiting).
+    pub(crate) fn queue_completion(self: &Arc<Self>, job: Job) -> Result<(), Error> {
+        self.push(job, false)
+    }
+
     /// Whether a callback of the server runs now (false once closed).
     pub(crate) fn in_callback(&self) -> bool {
         let core = self.lock().core;
@@ -80,7 +120,7 @@ impl Shared {
 }
 
 unsafe extern "C" fn run_jobs(arg: *mut c_void) {
-    // SAFETY: `arg` came from `Arc::into_raw` in `ServerHandle::queue`.
+    // SAFETY: `arg` came from `Arc::into_raw` in `Shared::push`.
     let shared = unsafe { Arc::from_raw(arg as *const Shared) };
     let (core, jobs) = {
         let mut s = shared.lock();
@@ -191,36 +231,7 @@ impl<T> ServerHandle<T> {
     }
 
     fn queue(&self, job: Job) -> Result<(), Error> {
-        let mut s = self.shared.lock();
-        if s.loop_.is_null() {
-            drop(s);
-            let _ = drop_contained(job);
-            return Err(Error::NotRunning);
-        }
-        if s.jobs.len() >= self.shared.limit {
-            drop(s);
-            let _ = drop_contained(job);
-            return Err(Error::QueueFull {
-                limit: self.shared.limit,
-            });
-        }
-        s.jobs.push(job);
-        if !s.scheduled {
-            s.scheduled = true;
-            let arg = Arc::into_raw(self.shared.clone());
-            // SAFETY: the loop is alive (non-null under the lock: it is
-            // cleared before the loop goes away); `run_jobs`, or `drop_wakeup`
-            // if the loop is freed first, takes the Arc back.
-            unsafe {
-                sys::uws_loop_defer(
-                    s.loop_,
-                    Some(run_jobs),
-                    Some(drop_wakeup),
-                    arg.cast_mut().cast(),
-                )
-            };
-        }
-        Ok(())
+        self.shared.push(job, true)
     }
 }
 

@@ -2,8 +2,9 @@
 //! `Server` object.
 
 mod app;
-mod callbacks;
+pub(crate) mod callbacks;
 mod handle;
+mod timers;
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_int, c_void, CString};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
-use crate::http::Request;
+use crate::http::{PendingTable, Request};
 use crate::options::{ServeOptions, SubprotocolPolicy};
 use crate::registry::{Registry, SocketId};
 use crate::sys;
@@ -32,6 +33,8 @@ use crate::websocket::{
 pub use app::App;
 pub(crate) use handle::Shared;
 pub use handle::{OwnedMessage, ServerHandle};
+pub use timers::TimerId;
+use timers::Timers;
 
 /// How often a stopping server closes HTTP connections that became idle.
 const STOP_SWEEP: Duration = Duration::from_millis(100);
@@ -60,8 +63,12 @@ pub(crate) struct Core {
     pub(crate) publish_to_self: bool,
     /// Whether sends asked to compress may be compressed.
     compress_sends: bool,
-    subprotocols: SubprotocolPolicy,
+    pub(crate) subprotocols: SubprotocolPolicy,
     pub(crate) registry: RefCell<Registry>,
+    /// Requests taken out of `fetch`, waiting for their answer.
+    pub(crate) pending: RefCell<PendingTable>,
+    max_request_body_size: usize,
+    timers: Timers,
     /// Callbacks of this server on the stack now (see [`App`]'s drop).
     depth: Cell<u32>,
     /// The socket whose own subscribe/unsubscribe call is running.
@@ -74,7 +81,7 @@ pub(crate) struct Core {
     grace: Duration,
     stop_timer: Cell<*mut sys::uws_timer_t>,
     stop_deadline: Cell<Option<Instant>>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     ctx: Cell<*const c_void>,
     hooks: Hooks,
 }
@@ -118,6 +125,10 @@ impl Core {
     /// Rust for these events.
     pub(crate) fn subscription_events_unused(&self) {
         self.subscription_enabled.set(0);
+    }
+
+    pub(crate) fn max_request_body_size(&self) -> usize {
+        self.max_request_body_size
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -205,6 +216,7 @@ impl Core {
         if self.stopping.replace(true) {
             return;
         }
+        self.timers.clear_all();
         let http = self.http.get();
         if !http.is_null() {
             // SAFETY: the HTTP context lives as long as the app; this closes
@@ -255,6 +267,7 @@ impl Core {
     /// Bun's `server.stop(true)`: closes every connection now.
     pub(crate) fn stop_now(&self) {
         self.stopping.set(true);
+        self.timers.clear_all();
         self.close_stop_timer();
         for context in [self.http.get(), self.ws_context.get()] {
             if !context.is_null() {
@@ -521,6 +534,54 @@ impl<T> std::fmt::Debug for Server<T> {
     }
 }
 
+/// Completes an upgrade: writes the 101 with the options' headers and makes
+/// the connection a WebSocket whose data is `options.data`; the open
+/// handler runs before this returns. Inside the request handler, or inside
+/// a cork of the response when it completes later.
+pub(crate) fn accept<T>(
+    core: &Core,
+    res: *mut sys::uws_res_t,
+    key: &[u8],
+    extensions: &[u8],
+    ws_context: *mut c_void,
+    options: UpgradeOptions<T>,
+) {
+    let ssl = core.ssl;
+    core.set_ws_context(ws_context);
+    let protocol = options.protocol.as_deref().unwrap_or("");
+    let slot = Slot::new(core, options.data);
+    let status = "101 Switching Protocols";
+    // SAFETY: `res` is a live response of this server waiting for its
+    // answer; the header values are borrowed for each call. The slot pointer
+    // becomes the socket's user data, handed back to `on_open` and freed in
+    // `close_now`.
+    unsafe {
+        sys::uws_res_write_status(ssl, res, status.as_ptr().cast(), status.len());
+        for (k, v) in &options.headers {
+            sys::uws_res_write_header(
+                ssl,
+                res,
+                k.as_ptr().cast(),
+                k.len(),
+                v.as_ptr().cast(),
+                v.len(),
+            );
+        }
+        sys::uws_res_upgrade(
+            ssl,
+            res,
+            slot.cast(),
+            key.as_ptr().cast(),
+            key.len(),
+            protocol.as_ptr().cast(),
+            protocol.len(),
+            extensions.as_ptr().cast(),
+            extensions.len(),
+            ws_context,
+        );
+    }
+}
+
 /// A TLS app with these certificates, or the reason it cannot be made.
 fn create_tls_app(native: &NativeTls) -> Result<*mut sys::uws_app_t, Error> {
     // SAFETY: the options point at C strings owned by `native`.
@@ -588,6 +649,8 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
         return Err(Error::Create("uWebSockets could not create the app".into()));
     }
     let shared = Shared::new(thread.loop_(), options.queue_limit);
+    let registry = Registry::new();
+    let server_number = registry.server();
     let core = Core {
         ssl,
         app,
@@ -602,7 +665,10 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
             .per_message_deflate
             .is_some_and(|p| p.compress != crate::Compressor::Disable),
         subprotocols: options.websocket.subprotocols,
-        registry: RefCell::new(Registry::new()),
+        registry: RefCell::new(registry),
+        pending: RefCell::new(PendingTable::default()),
+        timers: Timers::new(server_number),
+        max_request_body_size: options.max_request_body_size,
         depth: Cell::new(0),
         subscribing: Cell::new(ptr::null_mut()),
         subscription_enabled: Cell::new(1),

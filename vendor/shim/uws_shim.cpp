@@ -477,6 +477,71 @@ void uws_res_remote_address(int ssl, uws_res_t *r, char *buf, int *length) noexc
     remote_address(ssl, reinterpret_cast<us_socket_t *>(r), buf, length);
 }
 
+void uws_res_on_aborted(int ssl, uws_res_t *r, uws_res_aborted_cb_t cb, void *ctx, uint64_t token) noexcept {
+    with_kind(ssl, [&](auto kind) {
+        if (cb) {
+            res<decltype(kind)>(r)->onAborted([cb, ctx, token]() { cb(ctx, token); });
+        } else {
+            res<decltype(kind)>(r)->onAborted(nullptr);
+        }
+    });
+}
+
+void uws_res_on_data(int ssl, uws_res_t *r, uws_res_data_cb_t cb, void *ctx, uint64_t token) noexcept {
+    with_kind(ssl, [&](auto kind) {
+        if (cb) {
+            res<decltype(kind)>(r)->onData([cb, ctx, token](std::string_view chunk, bool last) {
+                cb(ctx, token, chunk.data(), chunk.length(), last);
+            });
+        } else {
+            res<decltype(kind)>(r)->onData(nullptr);
+        }
+    });
+}
+
+void uws_res_on_writable(int ssl, uws_res_t *r, uws_res_writable_cb_t cb, void *ctx, uint64_t token) noexcept {
+    with_kind(ssl, [&](auto kind) {
+        if (cb) {
+            res<decltype(kind)>(r)->onWritable(
+                [cb, ctx, token](uintmax_t offset) { return cb(ctx, token, offset) != 0; });
+        } else {
+            res<decltype(kind)>(r)->onWritable(nullptr);
+        }
+    });
+}
+
+void uws_res_cork(int ssl, uws_res_t *r, uws_callback_t cb, void *arg) noexcept {
+    with_kind(ssl, [&](auto kind) { res<decltype(kind)>(r)->cork([cb, arg]() { cb(arg); }); });
+}
+
+int uws_res_write(int ssl, uws_res_t *r, const char *data, size_t length) noexcept {
+    return with_kind(ssl, [&](auto kind) { return res<decltype(kind)>(r)->write(sv(data, length)) ? 1 : 0; });
+}
+
+size_t uws_res_buffered_amount(int ssl, uws_res_t *r) noexcept {
+    return with_kind(ssl, [&](auto kind) {
+        constexpr bool SSL = decltype(kind)::value;
+        auto *data = static_cast<uWS::HttpResponseData<SSL> *>(us_socket_ext(SSL, reinterpret_cast<us_socket_t *>(r)));
+        return static_cast<uWS::AsyncSocketData<SSL> *>(data)->buffer.length();
+    });
+}
+
+void uws_res_end_without_body(int ssl, uws_res_t *r, int has_length, size_t length, int close_connection) noexcept {
+    with_kind(ssl, [&](auto kind) {
+        auto *response = res<decltype(kind)>(r);
+        // uWebSockets' own reported length leaves the response waiting for
+        // a body that never comes: write the header ourselves instead.
+        if (has_length) {
+            response->writeHeader("Content-Length", (uint64_t) length);
+        }
+        response->endWithoutBody(std::nullopt, close_connection != 0);
+    });
+}
+
+void uws_res_close(int ssl, uws_res_t *r) noexcept {
+    us_socket_close(ssl, reinterpret_cast<us_socket_t *>(r), 0, nullptr);
+}
+
 void uws_res_upgrade(int ssl, uws_res_t *r, void *user, const char *key, size_t key_length, const char *protocol,
                      size_t protocol_length, const char *extensions, size_t extensions_length,
                      void *ws_context) noexcept {

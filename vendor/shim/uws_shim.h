@@ -75,6 +75,12 @@ typedef void (*uws_callback_t)(void *arg);
 typedef void (*uws_topic_cb_t)(void *arg, const char *topic, size_t length);
 typedef void (*uws_header_cb_t)(void *arg, const char *key, size_t key_length, const char *value,
                                 size_t value_length);
+/* Callbacks of a response answered later: `token` is the value given when
+ * the callback was attached. */
+typedef void (*uws_res_aborted_cb_t)(void *ctx, uint64_t token);
+typedef void (*uws_res_data_cb_t)(void *ctx, uint64_t token, const char *data, size_t length, int last);
+/* Returns 1 when the handler is done with this writable event. */
+typedef int (*uws_res_writable_cb_t)(void *ctx, uint64_t token, uint64_t offset);
 
 /* Everything uWebSockets' WebSocketBehavior holds. uWebSockets calls
  * std::terminate on idle_timeout in 1..7 or over 960 and on max_lifetime
@@ -228,6 +234,31 @@ int uws_res_closed(int ssl, uws_res_t *res) UWS_NOEXCEPT;
 void uws_res_end(int ssl, uws_res_t *res, const char *body, size_t length, int close_connection) UWS_NOEXCEPT;
 /* Raw remote IP of the HTTP connection, as uws_ws_remote_address. */
 void uws_res_remote_address(int ssl, uws_res_t *res, char *buf, int *length) UWS_NOEXCEPT;
+/* A response answered after the request handler returned. Attach the
+ * abort handler inside the request handler (uWebSockets requires it); it
+ * runs when the connection goes away before the response has ended, and is
+ * dropped once the response ends. A NULL callback detaches. */
+void uws_res_on_aborted(int ssl, uws_res_t *res, uws_res_aborted_cb_t cb, void *ctx, uint64_t token) UWS_NOEXCEPT;
+/* The request body, chunk by chunk (`last` on the final, maybe empty,
+ * chunk). Attach inside the request handler. NULL detaches. */
+void uws_res_on_data(int ssl, uws_res_t *res, uws_res_data_cb_t cb, void *ctx, uint64_t token) UWS_NOEXCEPT;
+/* Called when a response that could not be written at once can take more.
+ * NULL detaches. */
+void uws_res_on_writable(int ssl, uws_res_t *res, uws_res_writable_cb_t cb, void *ctx, uint64_t token) UWS_NOEXCEPT;
+/* Runs cb(arg) with the response corked (responses written outside the
+ * request handler must be). */
+void uws_res_cork(int ssl, uws_res_t *res, uws_callback_t cb, void *arg) UWS_NOEXCEPT;
+/* Writes a chunk of a chunked response (status and headers first, if not
+ * written yet). Returns 1 when the socket took it all, 0 when some of it is
+ * buffered (wait for the writable callback before writing more). */
+int uws_res_write(int ssl, uws_res_t *res, const char *data, size_t length) UWS_NOEXCEPT;
+/* Bytes of this response buffered in user space. */
+size_t uws_res_buffered_amount(int ssl, uws_res_t *res) UWS_NOEXCEPT;
+/* Ends a response without a body (HEAD): with has_length, Content-Length
+ * says `length`, the size the body would have. */
+void uws_res_end_without_body(int ssl, uws_res_t *res, int has_length, size_t length, int close_connection) UWS_NOEXCEPT;
+/* Closes the connection of this response at once. */
+void uws_res_close(int ssl, uws_res_t *res) UWS_NOEXCEPT;
 /* Writes 101 and the given extra headers (already written by the caller
  * with uws_res_write_header after uws_res_write_status), then upgrades.
  * protocol is the one subprotocol to answer with (length 0: none). Calls
