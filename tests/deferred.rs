@@ -182,6 +182,29 @@ fn an_upgrade_decided_on_another_thread() {
     assert_eq!(later.drops.load(Ordering::SeqCst), 1);
 }
 
+/// An upgrade completed later, after another request was answered later,
+/// still carries messages published to it afterwards.
+#[test]
+fn an_upgraded_socket_survives_what_follows() {
+    let (later, server) = later(ServeOptions::default());
+    let port = server.port;
+    let asker =
+        std::thread::spawn(move || http_exchange(port, b"GET /no HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let [first] = later.take(1).try_into().ok().unwrap();
+    first.respond(Response::new("no").with_status(401)).unwrap();
+    assert_eq!(status_of(&asker.join().unwrap()), "401");
+    let url = server.url("/yes");
+    let client = std::thread::spawn(move || connect_with(url.as_str()));
+    let [second] = later.take(1).try_into().ok().unwrap();
+    second.upgrade(UpgradeOptions::new(later.data())).unwrap();
+    let (mut ws, _) = client.join().unwrap();
+    wait_for("open", || later.opened.load(Ordering::SeqCst) == 1);
+    for i in 0..3 {
+        ws.send(M::text(format!("still open {i}"))).unwrap();
+        assert_eq!(recv_text(&mut ws), format!("still open {i}"));
+    }
+}
+
 #[test]
 fn a_response_decided_on_another_thread_and_refused_upgrades() {
     let (later, server) = later(ServeOptions::default());

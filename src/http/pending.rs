@@ -649,16 +649,19 @@ impl<T: 'static> PendingRequest<T> {
                 return;
             };
             let target = entry.upgrade.expect("a handshake has its target");
-            corked(core.ssl, entry.res, || {
-                accept(
-                    core,
-                    entry.res,
-                    target.key.as_bytes(),
-                    target.extensions.as_bytes(),
-                    target.ws_context,
-                    options,
-                )
-            });
+            // Not inside a cork of the response: the pinned uWebSockets'
+            // HttpResponse::cork goes on treating the socket as HTTP after
+            // an upgrade in it, reads WebSocket data as HTTP state and may
+            // close the new WebSocket (tests/deferred.rs,
+            // an_upgraded_socket_survives_what_follows).
+            accept(
+                core,
+                entry.res,
+                target.key.as_bytes(),
+                target.extensions.as_bytes(),
+                target.ws_context,
+                options,
+            );
         })
     }
 
