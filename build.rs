@@ -169,7 +169,9 @@ fn find_upstream(manifest_dir: &Path, out_dir: &Path) -> (PathBuf, String) {
 /// The carrier package, unpacked where cargo leaves it when it fetched or
 /// vendored it as our (never compiled) dependency: beside our own package
 /// (registry cache or vendor directory), in the registry cache, or in a
-/// vendor directory named by a `.cargo/config.toml` above the build.
+/// vendor directory named by cargo's configuration: a `.cargo/config.toml`
+/// above the folder cargo was started in, above OUT_DIR or above our
+/// package, or CARGO_HOME's.
 fn local_carrier(manifest_dir: &Path, out_dir: &Path) -> Option<PathBuf> {
     let cargo_home = env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -184,9 +186,14 @@ fn local_carrier(manifest_dir: &Path, out_dir: &Path) -> Option<PathBuf> {
             places.extend(registries.flatten().map(|entry| entry.path()));
         }
     }
-    // (folder holding `.cargo`, or CARGO_HOME itself; the base of relative paths)
+    // Cargo config files, each with the folder its relative paths start from.
     let mut configs: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for dir in out_dir.ancestors().chain(manifest_dir.ancestors()) {
+    let started_in = cargo_cwd();
+    let above = started_in.iter().flat_map(|dir| dir.ancestors());
+    for dir in above
+        .chain(out_dir.ancestors())
+        .chain(manifest_dir.ancestors())
+    {
         for name in [".cargo/config.toml", ".cargo/config"] {
             configs.push((dir.join(name), dir.to_path_buf()));
         }
@@ -207,6 +214,21 @@ fn local_carrier(manifest_dir: &Path, out_dir: &Path) -> Option<PathBuf> {
         .iter()
         .flat_map(|place| names.iter().map(move |name| place.join(name)))
         .find(|candidate| is_carrier(candidate))
+}
+
+/// The folder the running cargo was started in, whose `.cargo/config.toml`
+/// files (and those above it) cargo uses. Build scripts are cargo's own
+/// children; only Linux says where a parent process is.
+fn cargo_cwd() -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::os::unix::process::parent_id();
+        fs::read_link(format!("/proc/{parent}/cwd")).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 /// The values of `directory = "..."` lines (directory sources, which is
@@ -265,9 +287,9 @@ fn carrier_from_cargo(out_dir: &Path) -> PathBuf {
             .args(["metadata", "--format-version", "1", "--locked"])
             .arg("--manifest-path")
             .arg(pin.join("Cargo.toml"))
-            // Inside OUT_DIR: cargo reads the configuration (mirrors,
-            // proxies) of the project being built.
-            .current_dir(&pin)
+            // Where cargo reads the same configuration (mirrors, proxies,
+            // net.offline) as the build that runs us.
+            .current_dir(cargo_cwd().unwrap_or_else(|| pin.clone()))
             .env_remove("CARGO_TARGET_DIR");
         if !network {
             command.arg("--offline");
