@@ -161,7 +161,7 @@ fn find_upstream(manifest_dir: &Path, out_dir: &Path) -> (PathBuf, String) {
         let origin = format!("{CARRIER} {CARRIER_VERSION}, found locally");
         return (package.join("uWebSockets"), origin);
     }
-    let package = carrier_from_cargo(out_dir);
+    let package = carrier_from_cargo(manifest_dir, out_dir);
     let origin = format!("{CARRIER} {CARRIER_VERSION}, located by cargo metadata on the pin");
     (package.join("uWebSockets"), origin)
 }
@@ -261,9 +261,7 @@ fn is_carrier(dir: &Path) -> bool {
 /// told to stay offline. The pin is written to OUT_DIR first, so that cargo
 /// does not see it as part of our package; its own `[workspace]` table keeps
 /// cargo from taking it for a member of a workspace above OUT_DIR.
-fn carrier_from_cargo(out_dir: &Path) -> PathBuf {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+fn carrier_from_cargo(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
     let pin = out_dir.join("upstream-pin");
     fs::create_dir_all(&pin).expect("create pin directory");
     let copy = |from: &str, to: &str| {
@@ -300,13 +298,7 @@ fn carrier_from_cargo(out_dir: &Path) -> PathBuf {
         if output.status.success() {
             let json = String::from_utf8_lossy(&output.stdout);
             let manifest = manifest_paths(&json)
-                .find(|p| {
-                    Path::new(p).parent().is_some_and(|dir| {
-                        dir.file_name().is_some_and(|n| {
-                            n.to_string_lossy().starts_with(&format!("{CARRIER}-"))
-                        }) && is_carrier(dir)
-                    })
-                })
+                .find(|p| Path::new(p).parent().is_some_and(is_carrier))
                 .unwrap_or_else(|| {
                     fail(&format!(
                         "cargo metadata did not list {CARRIER} {CARRIER_VERSION}"
