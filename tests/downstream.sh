@@ -25,9 +25,10 @@
 # /usr/include/<triplet>/openssl, plus OPENSSL_DIR and PKG_CONFIG_LIBDIR
 # pointing at an empty folder. Where unshare is not allowed, the steps fall
 # back to a dead proxy (CARGO_HTTP_PROXY) and to the environment variables
-# alone, and say so. Fresh cargo homes are seeded with the .crate files and
-# index cache of $CARGO_HOME (hard links), never with unpacked sources, so
-# only cargo itself can put the carrier where the build looks for it.
+# alone, and say so. Fresh cargo homes are seeded with the .crate files (hard
+# links) and a copy of the index cache of $CARGO_HOME, never with unpacked
+# sources, so only cargo itself can put the carrier where the build looks
+# for it.
 # Everything happens under a temporary folder, removed at the end; each
 # build is bounded by STEP_TIMEOUT seconds (default 300; the steps take
 # 10-60 s each on 2 cores with a warm cargo cache).
