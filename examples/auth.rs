@@ -134,8 +134,14 @@ fn fxhash(s: &str) -> u64 {
     })
 }
 
+const USAGE: &str = "usage: auth [--port PORT] [--host HOST] [--delay-ms MS]
+  GET /?token=okNAME upgrades as NAME after the session lookup (--delay-ms,
+  default 10); other tokens get 401. Text messages are acknowledged as
+  `saved: MESSAGE` once saved.
+";
+
 fn main() {
-    let args = args::Args::from_env();
+    let args = args::Args::from_env(USAGE, &["--port", "--host", "--delay-ms"], &[]);
     let delay = Duration::from_millis(args.get("--delay-ms", 10));
     let options = ServeOptions {
         hostname: args.get("--host", "127.0.0.1".to_string()),

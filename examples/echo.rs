@@ -53,8 +53,30 @@ impl WebSocketHandler for Echo {
     }
 }
 
+const USAGE: &str = "\
+usage: echo [--port N] [--host ADDR] [--max-payload BYTES] [--idle-timeout SECS]
+            [--compress] [--cert PATH --key PATH]
+  --port N               port to listen on (default 3000; 0: any free port)
+  --host ADDR            address to bind (default 127.0.0.1)
+  --max-payload BYTES    largest message accepted (default 16 MiB)
+  --idle-timeout SECS    close sockets idle this long (default 120)
+  --compress             negotiate permessage-deflate, compress every reply
+  --cert PATH --key PATH serve wss:// (build with --features tls)
+";
+
 fn main() {
-    let args = args::Args::from_env();
+    let args = args::Args::from_env(
+        USAGE,
+        &[
+            "--port",
+            "--host",
+            "--max-payload",
+            "--idle-timeout",
+            "--cert",
+            "--key",
+        ],
+        &["--compress"],
+    );
     let defaults = WebSocketOptions::default();
     let mut options = ServeOptions {
         hostname: args.get("--host", "127.0.0.1".to_string()),

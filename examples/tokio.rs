@@ -59,9 +59,15 @@ impl WebSocketHandler for Tasks {
     }
 }
 
+const USAGE: &str = "usage: tokio [--port PORT] [--host HOST] [--tick-ms MS]
+  GET /?token=ok... upgrades after a lookup in a tokio task (others: 401);
+  sockets receive `tick N` every --tick-ms (default 1000); POST / answers
+  with the length of its body.
+";
+
 #[tokio::main]
 async fn main() {
-    let args = args::Args::from_env();
+    let args = args::Args::from_env(USAGE, &["--port", "--host", "--tick-ms"], &[]);
     let options = ServeOptions {
         hostname: args.get("--host", "127.0.0.1".to_string()),
         port: args.get("--port", 3000),

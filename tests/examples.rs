@@ -45,6 +45,64 @@ fn echo_returns_each_opcode_and_enforces_max_payload() {
         c.read().is_err(),
         "an oversized message ends the connection"
     );
+    // Any other request: 200 with its body echoed, whatever the method.
     let r = http_exchange(echo.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 426 "), "{r}");
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    assert!(r.ends_with("Content-Length: 0\r\n\r\n"), "{r}");
+    for method in ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        let r = http_exchange(
+            echo.port,
+            format!("{method} /x HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nsome body")
+                .as_bytes(),
+        );
+        assert!(r.starts_with("HTTP/1.1 200 "), "{method}: {r}");
+        assert!(r.ends_with("\r\n\r\nsome body"), "{method}: {r}");
+    }
+}
+
+/// Runs a built example to its end (with a bound on the time it may take).
+fn example_output(name: &str, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(example_path(name))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("example {name} {args:?} kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn examples_print_usage_for_help_and_refuse_unknown_or_incomplete_flags() {
+    for name in ["chat", "echo"] {
+        let usage = format!("usage: {name} [--port N]");
+        for help in ["--help", "-h"] {
+            let out = example_output(name, &[help]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{name} {help}");
+            assert!(stdout.starts_with(&usage), "{name} {help}: {stdout}");
+            assert!(out.stderr.is_empty(), "{name} {help}");
+        }
+        for (args, problem) in [
+            (&["--bogus"][..], "unknown argument \"--bogus\""),
+            (&["--port", "0", "extra"][..], "unknown argument \"extra\""),
+            (&["--port"][..], "--port needs a value"),
+        ] {
+            let out = example_output(name, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("{problem}\n{usage}")),
+                "{name} {args:?}: {stderr}"
+            );
+            assert!(out.stdout.is_empty(), "{name} {args:?} started anyway");
+        }
+    }
 }

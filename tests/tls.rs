@@ -1,53 +1,49 @@
 //! wss:// with a certificate made by the test (needs `--features tls`).
+//! The client side is rustls and the certificates come from rcgen: the
+//! tests need no OpenSSL of their own.
 #![cfg(feature = "tls")]
 
 mod common;
 
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use common::probe::Probe;
 use common::*;
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509NameBuilder, X509};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use tungstenite::Message as M;
 use uws::{serve, Error, Pem, ServeOptions, TlsOptions, WebSocketOptions};
 
 /// A self-signed certificate for `host` (and 127.0.0.1): (cert PEM, key PEM).
 fn certificate(host: &str) -> (String, String) {
-    let key: PKey<Private> = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let cert = certificate_for(host, &key);
-    (
-        cert,
-        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
-    )
+    let key = rcgen::KeyPair::generate().unwrap();
+    (certificate_for(host, &key), key.serialize_pem())
 }
 
 /// A self-signed certificate for `host` (and 127.0.0.1) with this key, as PEM.
-fn certificate_for(host: &str, key: &PKey<Private>) -> String {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", host).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    let san = SubjectAlternativeName::new()
-        .dns(host)
-        .ip("127.0.0.1")
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(key, MessageDigest::sha256()).unwrap();
-    String::from_utf8(b.build().to_pem().unwrap()).unwrap()
+fn certificate_for(host: &str, key: &rcgen::KeyPair) -> String {
+    let mut params =
+        rcgen::CertificateParams::new(vec![host.to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    params.self_signed(key).unwrap().pem()
+}
+
+/// `key` as an encrypted PKCS#8 PEM (PBES2: PBKDF2-SHA256, AES-256-CBC).
+fn encrypted_key(key: &rcgen::KeyPair, passphrase: &str) -> String {
+    let der = key.serialize_der();
+    let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+    let params =
+        pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(2048, b"uws salt", &[7; 16])
+            .unwrap();
+    let encrypted = info.encrypt_with_params(params, passphrase).unwrap();
+    encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string()
 }
 
 fn tls_server(tls: TlsOptions) -> (Probe, Running<common::probe::Data>) {
@@ -65,16 +61,48 @@ fn tls_server(tls: TlsOptions) -> (Probe, Running<common::probe::Data>) {
     (probe, running)
 }
 
-type TlsClient = tungstenite::WebSocket<native_tls::TlsStream<TcpStream>>;
+type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+type TlsClient = tungstenite::WebSocket<TlsStream>;
+
+/// A TLS connection to 127.0.0.1:`port` for server name `host` that trusts
+/// `trusted_cert` and, when given, presents `identity` (cert PEM, key PEM).
+/// Errors if the TLS handshake fails.
+fn tls_connect(
+    port: u16,
+    host: &str,
+    trusted_cert: &str,
+    identity: Option<(&str, &str)>,
+) -> std::io::Result<TlsStream> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(trusted_cert.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    let name = ServerName::try_from(host.to_owned()).unwrap();
+    let mut tls = ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(TIMEOUT))?;
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)?;
+    }
+    Ok(StreamOwned::new(tls, tcp))
+}
 
 fn wss(port: u16, host: &str, trusted_cert: &str, path: &str) -> TlsClient {
-    let connector = native_tls::TlsConnector::builder()
-        .add_root_certificate(native_tls::Certificate::from_pem(trusted_cert.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let stream = connector.connect(host, tcp).expect("TLS handshake");
+    let stream = tls_connect(port, host, trusted_cert, None).expect("TLS handshake");
     let (ws, response) =
         tungstenite::client(format!("wss://{host}:{port}{path}"), stream).expect("handshake");
     assert_eq!(response.status(), 101);
@@ -217,16 +245,9 @@ fn the_echo_example_serves_wss_with_cert_and_key_files() {
 
 #[test]
 fn an_encrypted_key_needs_its_passphrase() {
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
     let own_cert = certificate_for("localhost", &key);
-    let encrypted = String::from_utf8(
-        key.private_key_to_pem_pkcs8_passphrase(
-            openssl::symm::Cipher::aes_256_cbc(),
-            b"open sesame",
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let encrypted = encrypted_key(&key, "open sesame");
 
     let mut tls = TlsOptions::new(
         Pem::Memory(own_cert.clone()),
@@ -249,32 +270,25 @@ fn with_a_ca_client_certificates_are_verified_when_presented() {
     let mut tls = TlsOptions::new(Pem::Memory(cert.clone()), Pem::Memory(key.clone()));
     tls.ca = Some(Pem::Memory(cert.clone()));
     let (probe, server) = tls_server(tls);
-    let connect_with = |identity: Option<native_tls::Identity>, name: &str| {
-        let mut builder = native_tls::TlsConnector::builder();
-        builder.add_root_certificate(native_tls::Certificate::from_pem(cert.as_bytes()).unwrap());
-        if let Some(identity) = identity {
-            builder.identity(identity);
-        }
-        let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
-        match builder.build().unwrap().connect("localhost", tcp) {
-            Err(_) => false,
-            Ok(stream) => tungstenite::client(
-                format!("wss://localhost:{}/?name={name}", server.port),
-                stream,
-            )
-            .is_ok(),
-        }
+    let connect_with = |identity: Option<(&str, &str)>, name: &str| match tls_connect(
+        server.port,
+        "localhost",
+        &cert,
+        identity,
+    ) {
+        Err(_) => false,
+        Ok(stream) => tungstenite::client(
+            format!("wss://localhost:{}/?name={name}", server.port),
+            stream,
+        )
+        .is_ok(),
     };
     // Signed by the CA (here: the CA itself): accepted.
-    let trusted = native_tls::Identity::from_pkcs8(cert.as_bytes(), key.as_bytes()).unwrap();
-    assert!(connect_with(Some(trusted), "trusted"));
+    assert!(connect_with(Some((&cert, &key)), "trusted"));
     // Signed by nobody the server trusts: refused.
     let (other_cert, other_key) = certificate("stranger");
-    let stranger =
-        native_tls::Identity::from_pkcs8(other_cert.as_bytes(), other_key.as_bytes()).unwrap();
     assert!(
-        !connect_with(Some(stranger), "stranger"),
+        !connect_with(Some((&other_cert, &other_key)), "stranger"),
         "an untrusted client certificate must be refused"
     );
     // uSockets asks for a certificate but does not require one.

@@ -18,8 +18,15 @@ mod room;
 use std::io::Write;
 use uws::{serve, ServeOptions};
 
+const USAGE: &str = "\
+usage: chat [--port N] [--host ADDR] [--clients N]
+  --port N       port to listen on (default 3000; 0: any free port)
+  --host ADDR    address to bind (default 127.0.0.1)
+  --clients N    publish `ready` once N sockets joined (default 16)
+";
+
 fn main() {
-    let args = args::Args::from_env();
+    let args = args::Args::from_env(USAGE, &["--port", "--host", "--clients"], &[]);
     let options = ServeOptions {
         hostname: args.get("--host", "127.0.0.1".to_string()),
         port: args.get("--port", 3000),

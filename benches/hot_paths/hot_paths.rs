@@ -14,9 +14,9 @@
 //! - `deflate/*`: echo round trips of a repetitive chat line, with and
 //!   without permessage-deflate; bytes on the wire are printed.
 //!
-//! Run: `cargo bench --bench hot_paths`.
+//! Run: `cargo bench --manifest-path benches/hot_paths/Cargo.toml`.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Read;
