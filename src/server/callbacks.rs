@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::ffi::bytes;
@@ -22,7 +23,8 @@ use crate::websocket::{Message, ReadyState, ServerWebSocket};
 
 /// What the native callbacks point at: the handler and its server.
 pub(crate) struct Ctx<H: WebSocketHandler> {
-    pub(crate) handler: H,
+    /// Shared by the threads of a server on several.
+    pub(crate) handler: Arc<H>,
     pub(crate) server: Server<H::Data>,
 }
 
@@ -150,6 +152,7 @@ impl<H: WebSocketHandler> Ctx<H> {
             core.registry.borrow_mut().remove(state.id.get());
             state.ready.set(ReadyState::Closed);
         }
+        core.count_socket(false);
         let reason = String::from_utf8_lossy(reason);
         let code = u16::try_from(code).unwrap_or(1006);
         // SAFETY: live and not busy. In the Closed state every send inside
@@ -268,6 +271,7 @@ pub(crate) unsafe extern "C" fn on_open<H: WebSocketHandler>(
         let state = &(*slot).state;
         state.ws.set(ws);
         state.id.set(c.core().registry.borrow_mut().insert(user));
+        c.core().count_socket(true);
         c.dispatch(slot, "open", |h, s| h.open(s));
     }
 }
@@ -367,8 +371,10 @@ pub(crate) unsafe extern "C" fn on_subscription<H: WebSocketHandler>(
     }
     core.enter();
     // SAFETY: the topic bytes are valid during the call.
-    let topic = String::from_utf8_lossy(unsafe { bytes(topic, length) });
+    let topic = unsafe { bytes(topic, length) };
     let (old, new) = (old_count.max(0) as usize, new_count.max(0) as usize);
+    core.count_subscribers(topic, new);
+    let topic = String::from_utf8_lossy(topic);
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
         c.handler.subscription(&c.server, id, &topic, old, new)
     })) {

@@ -209,7 +209,8 @@ impl<T> ServerWebSocket<T> {
                 core.compress(compress),
             )
         };
-        if published != 0 {
+        let forwarded = core.forward(topic, m, compress);
+        if published != 0 || forwarded {
             PublishStatus::Published(bytes.len())
         } else {
             PublishStatus::NoSubscribers
