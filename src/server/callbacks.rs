@@ -41,15 +41,28 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
 /// its own destructor's panic contained).
 pub(crate) fn caught(handler: &'static str, payload: Box<dyn Any + Send>) -> Error {
     let message = panic_message(&*payload);
-    let _ = drop_contained(payload);
+    drop_payload(payload);
     Error::HandlerPanic { handler, message }
+}
+
+/// Drops a panic payload. One whose destructor panics in turn is contained,
+/// and what that panic carries is leaked rather than dropped: a payload can
+/// panic on every drop, and nothing may unwind into C++.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
 }
 
 /// Drops `value`, containing a panic of its destructor.
 pub(crate) fn drop_contained<T>(value: T) -> Result<(), Error> {
-    catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(|p| Error::HandlerPanic {
-        handler: "drop",
-        message: panic_message(&*p),
+    catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(|p| {
+        let message = panic_message(&*p);
+        drop_payload(p);
+        Error::HandlerPanic {
+            handler: "drop",
+            message,
+        }
     })
 }
 
@@ -60,7 +73,9 @@ impl<H: WebSocketHandler> Ctx<H> {
 
     fn report(&self, ws: Option<&mut ServerWebSocket<Data<H>>>, error: &Error) {
         // A panicking error handler has nowhere left to report to.
-        let _ = catch_unwind(AssertUnwindSafe(|| self.handler.error(ws, error)));
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.handler.error(ws, error))) {
+            drop_payload(p);
+        }
     }
 
     /// Runs `f` with the socket handed out (busy), containing a panic.

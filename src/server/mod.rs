@@ -42,6 +42,16 @@ use timers::Timers;
 /// How often a stopping server closes HTTP connections that became idle.
 const STOP_SWEEP: Duration = Duration::from_millis(100);
 
+/// A close that frees connection state at once, asked for while a callback
+/// runs. A handler may still read views into that state: a fragmented
+/// message joined in the socket's fragment buffer, a request head parsed
+/// from the connection's buffer, a close reason. So these closes happen
+/// when the outermost callback of the server returns.
+enum Postponed {
+    Terminate(SocketId),
+    CloseAll,
+}
+
 /// Entry points into the handler's generic code, for code that only knows
 /// the [`Core`].
 pub(crate) struct Hooks {
@@ -74,6 +84,10 @@ pub(crate) struct Core {
     timers: Timers,
     /// Callbacks of this server on the stack now (see [`App`]'s drop).
     depth: Cell<u32>,
+    /// Closes asked for inside a callback, done once no callback of the
+    /// server runs (see [`Postponed`]).
+    postponed: RefCell<Vec<Postponed>>,
+    has_postponed: Cell<bool>,
     /// The socket whose own subscribe/unsubscribe call is running.
     subscribing: Cell<*mut sys::uws_ws_t>,
     /// Read by the shim before each subscription event (see `uws_ws_behavior_t`).
@@ -111,7 +125,56 @@ impl Core {
     }
 
     pub(crate) fn leave(&self) {
+        let depth = self.depth.get() - 1;
+        self.depth.set(depth);
+        if depth == 0 && self.has_postponed.get() {
+            self.run_postponed();
+        }
+    }
+
+    fn postpone(&self, op: Postponed) {
+        self.postponed.borrow_mut().push(op);
+        self.has_postponed.set(true);
+    }
+
+    /// Does the closes postponed while callbacks ran (and those their close
+    /// handlers postpone in turn), counted as a callback itself.
+    fn run_postponed(&self) {
+        self.depth.set(self.depth.get() + 1);
+        loop {
+            let ops = std::mem::take(&mut *self.postponed.borrow_mut());
+            if ops.is_empty() {
+                break;
+            }
+            for op in ops {
+                match op {
+                    Postponed::Terminate(id) => {
+                        if let Some(state) = self.socket(id) {
+                            // SAFETY: a registered socket's state, read
+                            // before the close frees it.
+                            let ws = unsafe { (*state).ws.get() };
+                            // SAFETY: the socket is open (registered); its
+                            // close callback runs the close handler.
+                            unsafe { sys::uws_ws_close(self.ssl, ws) };
+                        }
+                    }
+                    Postponed::CloseAll => self.close_all(),
+                }
+            }
+        }
+        self.has_postponed.set(false);
         self.depth.set(self.depth.get() - 1);
+    }
+
+    /// Closes a socket at once (Bun's `ws.terminate()`), when no callback
+    /// holds views into its buffers.
+    pub(crate) fn terminate(&self, id: SocketId, ws: *mut sys::uws_ws_t) {
+        if self.in_callback() {
+            self.postpone(Postponed::Terminate(id));
+        } else {
+            // SAFETY: the caller's open socket of this server.
+            unsafe { sys::uws_ws_close(self.ssl, ws) };
+        }
     }
 
     /// Whether a callback of this server is running now.
@@ -322,6 +385,15 @@ impl Core {
         self.close_keepalive();
         self.timers.clear_all();
         self.close_stop_timer();
+        if self.in_callback() {
+            self.postpone(Postponed::CloseAll);
+        } else {
+            self.close_all();
+        }
+    }
+
+    /// Closes every connection of the server (on this thread) now.
+    fn close_all(&self) {
         for context in [self.http.get(), self.ws_context.get()] {
             if !context.is_null() {
                 // SAFETY: both contexts live as long as the app. Close
@@ -485,7 +557,9 @@ impl<T: 'static> Server<T> {
 
     /// Bun's `server.stop(true)`: stops listening and closes every
     /// connection at once, without close frames; close handlers see 1006
-    /// (those of sockets already closing have run).
+    /// (those of sockets already closing have run). Called inside a
+    /// handler, the connections close when the handler returns (until then
+    /// the message or request it reads stays valid).
     pub fn stop_now(&self) {
         self.core.stop_now();
     }
@@ -778,6 +852,8 @@ fn build<H: WebSocketHandler>(
         timers: Timers::new(server_number),
         max_request_body_size: options.max_request_body_size,
         depth: Cell::new(0),
+        postponed: RefCell::new(Vec::new()),
+        has_postponed: Cell::new(false),
         subscribing: Cell::new(ptr::null_mut()),
         subscription_enabled: Cell::new(1),
         stopping: Cell::new(false),

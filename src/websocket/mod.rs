@@ -335,12 +335,13 @@ impl<T> ServerWebSocket<T> {
     }
 
     /// Bun's `ws.terminate()`: closes the TCP connection at once, without a
-    /// close frame. The close handler sees 1006.
+    /// close frame. The close handler sees 1006. Inside a handler the
+    /// connection closes (and the close handler runs) when the handler
+    /// returns: until then the message or request it reads stays valid.
     pub fn terminate(&mut self) {
         if let Some(ws) = self.raw() {
             self.state().ready.set(ReadyState::Closing);
-            // SAFETY: as in `close`.
-            unsafe { sys::uws_ws_close(self.ssl(), ws) };
+            self.core().terminate(self.id(), ws);
         }
     }
 

@@ -407,6 +407,18 @@ void uws_context_close_all(int ssl, void *c) noexcept {
     while (context->head_sockets) {
         us_socket_close(ssl, context->head_sockets, 0, nullptr);
     }
+    // TLS sockets waiting in the loop's low-priority queue (handshakes past
+    // the per-iteration budget) are in no context's list: find ours there.
+    for (;;) {
+        us_socket_t *s = context->loop->data.low_prio_head;
+        while (s && s->context != context) {
+            s = s->next;
+        }
+        if (!s) {
+            break;
+        }
+        us_socket_close(ssl, s, 0, nullptr);
+    }
 }
 
 void uws_app_close(int ssl, uws_app_t *a) noexcept {
