@@ -1,0 +1,299 @@
+//! Hostile review 9: safe code that reaches memory errors or aborts through
+//! the public API. Each test states the safe outcome it expects; the ones
+//! listed in the review report crash, abort or show invalid accesses under
+//! valgrind at the reviewed commit. Run them one at a time:
+//!
+//!   cargo test --test review_soundness -- --exact NAME --test-threads=1
+//!   valgrind --error-exitcode=9 target/debug/deps/review_soundness-* --exact NAME
+#![allow(clippy::type_complexity)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tungstenite::Message as M;
+use uws::*;
+
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub fn push(&self, s: impl Into<String>) {
+        let s = s.into();
+        eprintln!("[log] {s}");
+        self.0.lock().unwrap().push(s);
+    }
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn has(&self, s: &str) -> bool {
+        self.all().iter().any(|e| e == s)
+    }
+    pub fn count(&self, prefix: &str) -> usize {
+        self.all().iter().filter(|e| e.starts_with(prefix)).count()
+    }
+    pub fn find(&self, prefix: &str) -> Option<String> {
+        self.all().into_iter().find(|e| e.starts_with(prefix))
+    }
+}
+
+/// A panic payload whose destructor panics (with a plain `&str` payload).
+pub struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("the panic payload's destructor panics");
+    }
+}
+
+/// A payload whose destructor panics with a `Bomb`: two levels.
+pub struct Bomb2;
+
+impl Drop for Bomb2 {
+    fn drop(&mut self) {
+        std::panic::panic_any(Bomb);
+    }
+}
+
+pub struct D {
+    pub name: String,
+    drops: Arc<AtomicUsize>,
+    log: Log,
+}
+
+impl Drop for D {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        self.log.push(format!("drop:{}", self.name));
+        if self.name == "bomb" {
+            // Data whose destructor panics with a payload whose destructor
+            // panics too.
+            std::panic::panic_any(Bomb);
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct R {
+    log: Log,
+    drops: Arc<AtomicUsize>,
+    /// What the subscription handler does.
+    mode: Arc<Mutex<String>>,
+}
+
+impl R {
+    fn with_mode(mode: &str) -> R {
+        let r = R::default();
+        *r.mode.lock().unwrap() = mode.to_string();
+        r
+    }
+    fn mode(&self) -> String {
+        self.mode.lock().unwrap().clone()
+    }
+}
+
+impl WebSocketHandler for R {
+    type Data = D;
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<D>) -> Response {
+        let name = req.query_param("name").unwrap_or_default().into_owned();
+        let data = D {
+            name,
+            drops: self.drops.clone(),
+            log: self.log.clone(),
+        };
+        if server.upgrade(req, UpgradeOptions::new(data)) {
+            return Response::new("");
+        }
+        Response::new("no").with_status(400)
+    }
+
+    fn open(&self, ws: &mut ServerWebSocket<D>) {
+        self.log.push(format!("open:{}", ws.data().name));
+    }
+
+    fn message(&self, ws: &mut ServerWebSocket<D>, message: Message<'_>) {
+        let Message::Text(text) = message else { return };
+        let (cmd, arg) = text.split_once(' ').unwrap_or((text, ""));
+        let name = ws.data().name.clone();
+        self.log.push(format!("message:{name}:{text}"));
+        match cmd {
+            "sub" => {
+                let r = ws.subscribe(arg);
+                self.log.push(format!("subscribed:{name}:{arg}:{r}"));
+                ws.send_text(&format!("sub {r}"));
+            }
+            "close" => {
+                let _ = ws.close(1000, "bye");
+                self.log.push(format!("closed-in-message:{name}"));
+            }
+            "panic" => panic!("message panics"),
+            "panic2" => std::panic::panic_any(Bomb2),
+            _ => {}
+        }
+    }
+
+    fn close(&self, ws: &mut ServerWebSocket<D>, code: u16, _reason: &str) {
+        self.log.push(format!("close:{}:{code}", ws.data().name));
+    }
+
+    fn subscription(&self, server: &Server<D>, id: SocketId, topic: &str, old: usize, new: usize) {
+        self.log.push(format!("subscription:{topic}:{old}->{new}"));
+        match self.mode().as_str() {
+            // A socket leaves a topic (it is closing): close everything now.
+            "leave_stop_now" if old > new => {
+                server.stop_now();
+                self.log.push("sub-stop-now");
+            }
+            // The socket's own subscribe: close everything now. Its close
+            // then walks its topics while it is still "subscribing".
+            "own_stop_now" if new > old => {
+                server.stop_now();
+                self.log.push("own-sub-stop-now");
+            }
+            "own_stop_now" if old > new => {
+                // The socket is closing: its id must no longer resolve.
+                let send = server.send(id, "to a closing socket", false);
+                self.log.push(format!("closing-send:{send:?}"));
+                let _ = server.close(id, 1000, "closed again from subscription");
+                self.log.push("closing-close");
+            }
+            _ => {}
+        }
+    }
+
+    fn error(&self, _ws: Option<&mut ServerWebSocket<D>>, error: &Error) {
+        self.log.push(format!("error:{error}"));
+        if self.mode() == "error_bomb" {
+            // An error handler that panics with a payload whose destructor
+            // panics.
+            std::panic::panic_any(Bomb);
+        }
+    }
+}
+
+fn read_text(c: &mut Client) -> String {
+    recv_text(c)
+}
+
+// ------------------------------------------------------------------------
+// 1. stop_now inside a subscription event of a closing socket: uWebSockets'
+//    WebSocket::end() walks the socket's topics, the handler closes the
+//    socket at once (us_socket_close -> ~WebSocketData deletes the
+//    Subscriber), and end() goes on iterating the freed Subscriber and then
+//    frees it a second time.
+
+#[test]
+fn stop_now_in_subscription_event_while_socket_ends_itself() {
+    let h = R::with_mode("leave_stop_now");
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut c = connect(&r.url("/?name=victim"));
+    for t in ["a", "b", "c"] {
+        c.send(M::text(format!("sub {t}"))).unwrap();
+        assert_eq!(read_text(&mut c), "sub true");
+    }
+    // The socket's own handler closes it: end() emits one subscription
+    // event per topic; the first one stops the server at once.
+    c.send(M::text("close")).unwrap();
+    wait_for("close handler", || h.log.count("close:victim") >= 1);
+    wait_for("run returns", || r.finished());
+    r.stop();
+    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn stop_now_in_subscription_event_while_server_stops() {
+    let h = R::with_mode("leave_stop_now");
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut c = connect(&r.url("/?name=victim"));
+    for t in ["a", "b", "c"] {
+        c.send(M::text(format!("sub {t}"))).unwrap();
+        assert_eq!(read_text(&mut c), "sub true");
+    }
+    // A graceful stop ends the (idle) socket: same walk, not busy this time.
+    r.handle.stop().unwrap();
+    wait_for("run returns", || r.finished());
+    r.stop();
+    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.drops.load(Ordering::SeqCst), 1);
+}
+
+// ------------------------------------------------------------------------
+// 2. stop_now inside the socket's OWN subscription event: the close that
+//    follows emits subscription events while `subscribing` still names the
+//    socket, so they are taken for its own: the socket stays in the
+//    registry, its id resolves, sends reach it, and Server::close(id) runs a
+//    second, nested end() that frees the Subscriber the outer close is
+//    iterating.
+
+#[test]
+fn closing_socket_id_resolves_after_stop_now_in_own_subscription_event() {
+    let h = R::with_mode("own_stop_now");
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut c = connect(&r.url("/?name=victim"));
+    wait_for("open", || h.log.count("open:") == 1);
+    c.send(M::text("sub a")).unwrap();
+    wait_for("close handler", || h.log.count("close:victim") >= 1);
+    wait_for("run returns", || r.finished());
+    r.stop();
+    eprintln!("{:#?}", h.log.all());
+    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.drops.load(Ordering::SeqCst), 1);
+    // Documented: "while it closes, its id no longer resolves (with_socket
+    // gives None, sends are dropped)".
+    assert_eq!(
+        h.log.find("closing-send:").as_deref(),
+        Some("closing-send:Dropped")
+    );
+}
+
+// ------------------------------------------------------------------------
+// 3. Panic payloads whose destructor panics: the crate catches the panic,
+//    then drops the payload outside any catch_unwind, and the second panic
+//    unwinds into an extern "C" trampoline: the process aborts.
+
+#[test]
+fn error_handler_panics_with_a_payload_that_panics_on_drop() {
+    let h = R::with_mode("error_bomb");
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut c = connect(&r.url("/?name=p"));
+    wait_for("open", || h.log.count("open:") == 1);
+    c.send(M::text("panic")).unwrap();
+    // The handler's panic closes the socket with 1011; the process lives on.
+    assert_eq!(recv_close(&mut c).map(|(code, _)| code), Some(1011));
+    r.stop();
+    assert_eq!(h.drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn handler_panics_with_a_payload_whose_drop_panics_twice() {
+    let h = R::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut c = connect(&r.url("/?name=p"));
+    wait_for("open", || h.log.count("open:") == 1);
+    c.send(M::text("panic2")).unwrap();
+    assert_eq!(recv_close(&mut c).map(|(code, _)| code), Some(1011));
+    r.stop();
+    assert_eq!(h.drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn data_drop_panics_with_a_payload_that_panics_on_drop() {
+    let h = R::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let c = connect(&r.url("/?name=bomb"));
+    wait_for("open", || h.log.count("open:") == 1);
+    drop(c);
+    wait_for("drop", || h.drops.load(Ordering::SeqCst) == 1);
+    std::thread::sleep(Duration::from_millis(100));
+    // The server is still there.
+    let mut c2 = connect(&r.url("/?name=after"));
+    c2.send(M::text("sub x")).unwrap();
+    assert_eq!(read_text(&mut c2), "sub true");
+    r.stop();
+    assert!(h.log.has("close:bomb:1006"));
+}
