@@ -297,3 +297,164 @@ fn data_drop_panics_with_a_payload_that_panics_on_drop() {
     r.stop();
     assert!(h.log.has("close:bomb:1006"));
 }
+
+// ------------------------------------------------------------------------
+// 4. Borrowed views that die with the socket. A message that came in
+//    fragments (or in several TCP reads) is handed to `message` as a view of
+//    uWebSockets' per-socket fragment buffer; a request that came in several
+//    reads is parsed from the HTTP parser's per-socket fallback buffer.
+//    Closing the socket at once inside the handler (terminate, stop_now)
+//    runs ~WebSocketData / ~HttpResponseData, which frees those buffers,
+//    while the handler still holds `Message<'_>` / `&'a str` from the
+//    request: reading them afterwards reads freed memory.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+/// Opens a WebSocket with raw TCP; returns the stream after the 101.
+fn raw_ws(port: u16, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(&handshake(path, "")).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "handshake answered");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// One masked client frame.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len < 65536 {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[derive(Clone, Default)]
+struct Views {
+    log: Log,
+}
+
+impl WebSocketHandler for Views {
+    type Data = ();
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+        if req.path() == "/stopnow" {
+            // Views of the request, taken before the stop.
+            let path = req.path();
+            let pad = req.header("x-pad").unwrap_or("");
+            server.stop_now();
+            // `path` and `pad` are still borrowed for the whole of fetch.
+            let sum: usize = pad.bytes().map(usize::from).sum::<usize>() + path.len();
+            self.log.push(format!("request-after-stop-now:{}:{sum}", pad.len()));
+            return Response::new("");
+        }
+        server.upgrade(req, UpgradeOptions::new(()));
+        Response::new("")
+    }
+
+    fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
+        let bytes = message.as_bytes();
+        match bytes.first() {
+            Some(b'T') => ws.terminate(),
+            Some(b'S') => ws.server().stop_now(),
+            _ => return,
+        }
+        // The message is still borrowed: read it.
+        let xs = bytes.iter().filter(|&&b| b == b'x').count();
+        self.log.push(format!("message-after-close:{}:{xs}", bytes.len()));
+    }
+
+    fn ping(&self, ws: &mut ServerWebSocket<()>, data: &[u8]) {
+        ws.terminate();
+        let xs = data.iter().filter(|&&b| b == b'x').count();
+        self.log.push(format!("ping-after-terminate:{}:{xs}", data.len()));
+    }
+}
+
+fn fragmented_message_then(first: u8) {
+    let h = Views::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut s = raw_ws(r.port, "/");
+    // One text message in two fragments: uWebSockets joins them in the
+    // socket's fragment buffer and hands that to `message`.
+    let mut one = vec![first];
+    one.extend(std::iter::repeat_n(b'x', 999));
+    let two = vec![b'x'; 1000];
+    s.write_all(&frame(false, 1, &one)).unwrap();
+    s.write_all(&frame(true, 0, &two)).unwrap();
+    wait_for("message handler", || h.log.count("message-after-close:") == 1);
+    r.stop();
+    assert_eq!(
+        h.log.find("message-after-close:").as_deref(),
+        Some("message-after-close:2000:1999")
+    );
+}
+
+#[test]
+fn fragmented_message_read_after_terminate() {
+    fragmented_message_then(b'T');
+}
+
+#[test]
+fn fragmented_message_read_after_stop_now() {
+    fragmented_message_then(b'S');
+}
+
+#[test]
+fn split_ping_payload_read_after_terminate() {
+    let h = Views::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut s = raw_ws(r.port, "/");
+    // A ping whose payload arrives in two reads is kept in the fragment
+    // buffer too.
+    let ping = frame(true, 9, &[b'x'; 120]);
+    s.write_all(&ping[..40]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(&ping[40..]).unwrap();
+    wait_for("ping handler", || h.log.count("ping-after-terminate:") == 1);
+    r.stop();
+    assert_eq!(
+        h.log.find("ping-after-terminate:").as_deref(),
+        Some("ping-after-terminate:120:120")
+    );
+}
+
+#[test]
+fn split_request_read_after_stop_now() {
+    let h = Views::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    let pad = "p".repeat(3000);
+    let request = format!("GET /stopnow HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n");
+    // The request arrives in two reads: uWebSockets parses it from the
+    // connection's fallback buffer.
+    s.write_all(&request.as_bytes()[..100]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(&request.as_bytes()[100..]).unwrap();
+    wait_for("fetch", || h.log.count("request-after-stop-now:") == 1);
+    wait_for("run returns", || r.finished());
+    r.stop();
+    let expected = 3000 * usize::from(b'p') + "/stopnow".len();
+    assert_eq!(
+        h.log.find("request-after-stop-now:"),
+        Some(format!("request-after-stop-now:3000:{expected}"))
+    );
+}
