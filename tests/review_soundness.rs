@@ -381,6 +381,15 @@ impl WebSocketHandler for Views {
         self.log.push(format!("message-after-close:{}:{xs}", bytes.len()));
     }
 
+    fn close(&self, ws: &mut ServerWebSocket<()>, code: u16, reason: &str) {
+        if code != 1000 {
+            return;
+        }
+        ws.server().stop_now();
+        let xs = reason.bytes().filter(|&b| b == b'x').count();
+        self.log.push(format!("reason-after-stop-now:{}:{xs}", reason.len()));
+    }
+
     fn ping(&self, ws: &mut ServerWebSocket<()>, data: &[u8]) {
         ws.terminate();
         let xs = data.iter().filter(|&&b| b == b'x').count();
@@ -456,5 +465,27 @@ fn split_request_read_after_stop_now() {
     assert_eq!(
         h.log.find("request-after-stop-now:"),
         Some(format!("request-after-stop-now:3000:{expected}"))
+    );
+}
+
+#[test]
+fn split_close_reason_read_after_stop_now() {
+    let h = Views::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut s = raw_ws(r.port, "/");
+    // The peer's close frame arrives in two reads: its reason is a view of
+    // the fragment buffer when the close handler runs.
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend([b'x'; 100]);
+    let close = frame(true, 8, &payload);
+    s.write_all(&close[..40]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(&close[40..]).unwrap();
+    wait_for("close handler", || h.log.count("reason-after-stop-now:") == 1);
+    wait_for("run returns", || r.finished());
+    r.stop();
+    assert_eq!(
+        h.log.find("reason-after-stop-now:").as_deref(),
+        Some("reason-after-stop-now:100:100")
     );
 }
