@@ -96,6 +96,91 @@ const SCENARIOS: &[Scenario] = &[
         ],
         run: queue_limit,
     },
+    Scenario {
+        name: "review9_drop_from_open",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("open"),
+    },
+    Scenario {
+        name: "review9_drop_from_message",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("message"),
+    },
+    Scenario {
+        name: "review9_drop_from_close_peer",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("close_peer"),
+    },
+    Scenario {
+        name: "review9_drop_from_stop_now_close",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("stop_now_close"),
+    },
+    Scenario {
+        name: "review9_drop_from_error",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("error"),
+    },
+    Scenario {
+        name: "review9_drop_from_data_drop",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("data_drop"),
+    },
+    Scenario {
+        name: "review9_drop_from_sub_end",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("sub_end"),
+    },
+    Scenario {
+        name: "review9_drop_from_sub_peer",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("sub_peer"),
+    },
+    Scenario {
+        name: "review9_drop_from_with_socket",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("with_socket"),
+    },
+    Scenario {
+        name: "review9_drop_from_cork",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("cork"),
+    },
+    Scenario {
+        name: "review9_drop_from_run_in_handler",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("run_in_handler"),
+    },
+    Scenario {
+        name: "review9_drop_from_serve_in_handler",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("serve_in_handler"),
+    },
+    Scenario {
+        name: "review9_drop_from_serve_in_data_drop",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("serve_in_data_drop"),
+    },
+    Scenario {
+        name: "review9_drop_from_run_in_data_drop",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("run_in_data_drop"),
+    },
+    Scenario {
+        name: "review9_drop_from_stop_then_drop",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("stop_then_drop"),
+    },
+    Scenario {
+        name: "review9_drop_from_stop_now_then_drop",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("stop_now_then_drop"),
+    },
+    Scenario {
+        name: "review9_drop_from_nested_with_socket_close",
+        expect: &["drops=2", "closes=2", "thread joined"],
+        run: || review9::drop_from("nested_with_socket_close"),
+    },
 ];
 
 fn main() {
@@ -578,4 +663,277 @@ fn queue_limit() {
     .join()
     .unwrap();
     app.run();
+}
+
+// ------------------------------------------------ review 9: drop the App from everywhere
+
+/// Hostile review 9: a victim App kept in a thread-local is dropped (or
+/// made to serve, run, stop) from every kind of callback while another
+/// App's `run` drives the loop. Each scenario must end with both sockets'
+/// data dropped once and both close handlers run once, under memcheck.
+mod review9 {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        static VICTIM: RefCell<Option<App<Dropper>>> = const { RefCell::new(None) };
+        static OTHER: RefCell<Option<App<Plain>>> = const { RefCell::new(None) };
+        static MODE: Cell<&'static str> = const { Cell::new("") };
+        static IDS: RefCell<Vec<(String, SocketId)>> = const { RefCell::new(Vec::new()) };
+    }
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    static CLOSES: AtomicUsize = AtomicUsize::new(0);
+
+    fn mode() -> &'static str {
+        MODE.with(Cell::get)
+    }
+
+    fn drop_victim(from: &str) {
+        let app = VICTIM.with(|v| v.borrow_mut().take());
+        if app.is_some() {
+            drop(app);
+            println!("victim dropped from {from}");
+        }
+    }
+
+    fn id_of(name: &str) -> Option<SocketId> {
+        IDS.with(|i| i.borrow().iter().find(|(n, _)| n == name).map(|(_, id)| *id))
+    }
+
+    fn serve_other(from: &str) {
+        match serve(local(), Plain) {
+            Ok(app) => {
+                app.stop();
+                OTHER.with(|o| *o.borrow_mut() = Some(app));
+                println!("served another App from {from}");
+            }
+            Err(e) => println!("serve from {from}: {e}"),
+        }
+    }
+
+    pub struct DData {
+        name: String,
+    }
+
+    impl Drop for DData {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            if self.name != "a" {
+                return;
+            }
+            match mode() {
+                "data_drop" => drop_victim("data drop"),
+                "serve_in_data_drop" => {
+                    serve_other("data drop");
+                    drop_victim("data drop, after serving");
+                }
+                "run_in_data_drop" => {
+                    serve_other("data drop");
+                    drop_victim("data drop, before running");
+                    if let Some(app) = OTHER.with(|o| o.borrow_mut().take()) {
+                        app.run();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub struct Dropper;
+
+    impl WebSocketHandler for Dropper {
+        type Data = DData;
+
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<DData>) -> Response {
+            let name = req.query_param("name").unwrap_or_default().into_owned();
+            server.upgrade(req, UpgradeOptions::new(DData { name }));
+            Response::new("")
+        }
+
+        fn open(&self, ws: &mut ServerWebSocket<DData>) {
+            IDS.with(|i| i.borrow_mut().push((ws.data().name.clone(), ws.id())));
+            ws.subscribe("room");
+            ws.subscribe("room2");
+            if mode() == "open" && ws.data().name == "b" {
+                drop_victim("open");
+                let s = ws.send_text("after drop in open");
+                println!("open send after drop: {s:?}");
+            }
+        }
+
+        fn message(&self, ws: &mut ServerWebSocket<DData>, m: Message<'_>) {
+            if m != Message::Text("go") {
+                return;
+            }
+            let server = ws.server();
+            let b = id_of("b").unwrap();
+            match mode() {
+                "message" => {
+                    drop_victim("message");
+                    let _ = server.close(b, 1000, "after drop");
+                    server.publish("room", "after drop", false);
+                }
+                "stop_now_close" => server.stop_now(),
+                "error" => panic!("message panics"),
+                "sub_end" => {
+                    let _ = ws.close(1000, "closing self");
+                }
+                "with_socket" => {
+                    let r = server.with_socket(b, |wb| {
+                        drop_victim("with_socket");
+                        let s = wb.send_text("in with_socket after drop");
+                        let _ = wb.close(1000, "closed in with_socket");
+                        s
+                    });
+                    println!("with_socket -> {r:?}");
+                }
+                "nested_with_socket_close" => {
+                    let a = ws.id();
+                    let r = server.with_socket(b, |wb| {
+                        let inner = wb.server().with_socket(a, |_| ());
+                        wb.server().stop_now();
+                        drop_victim("nested with_socket");
+                        (inner, wb.ready_state())
+                    });
+                    println!("nested -> {r:?}");
+                }
+                "cork" => {
+                    let r = ws.cork(|w| {
+                        drop_victim("cork");
+                        let s = w.send_text("in cork after drop");
+                        w.terminate();
+                        s
+                    });
+                    println!("cork -> {r:?}");
+                }
+                "run_in_handler" => {
+                    serve_other("message");
+                    let app = OTHER.with(|o| o.borrow_mut().take()).unwrap();
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.run()));
+                    println!("run in handler refused: {}", r.is_err());
+                    drop_victim("message after run");
+                }
+                "serve_in_handler" => {
+                    serve_other("message");
+                    drop_victim("message");
+                }
+                "stop_then_drop" => {
+                    server.stop();
+                    server.stop_now();
+                    drop_victim("message after stop, stop_now");
+                    server.stop();
+                }
+                "stop_now_then_drop" => {
+                    server.stop_now();
+                    server.stop();
+                    drop_victim("message after stop_now, stop");
+                    server.stop_now();
+                }
+                _ => {}
+            }
+        }
+
+        fn close(&self, ws: &mut ServerWebSocket<DData>, code: u16, _reason: &str) {
+            CLOSES.fetch_add(1, Ordering::SeqCst);
+            println!("close {} {code}", ws.data().name);
+            if ws.data().name == "b" && matches!(mode(), "close_peer" | "stop_now_close") {
+                drop_victim("close");
+                let _ = ws.server().with_socket(ws.id(), |_| ());
+                ws.server().stop_now();
+            }
+        }
+
+        fn subscription(
+            &self,
+            server: &Server<DData>,
+            _id: SocketId,
+            _topic: &str,
+            old: usize,
+            new: usize,
+        ) {
+            if old > new && matches!(mode(), "sub_end" | "sub_peer") {
+                drop_victim("subscription");
+                server.stop();
+                server.publish("room", "from subscription", false);
+            }
+        }
+
+        fn error(&self, ws: Option<&mut ServerWebSocket<DData>>, error: &Error) {
+            println!("error: {error}");
+            if mode() == "error" {
+                drop_victim("error");
+                if let Some(ws) = ws {
+                    let _ = ws.close(1000, "from error");
+                }
+            }
+        }
+    }
+
+    pub fn drop_from(m: &'static str) {
+        std::thread::spawn(move || {
+            MODE.with(|c| c.set(m));
+            let runner = serve(local(), Plain).unwrap();
+            let victim = serve(local(), Dropper).unwrap();
+            let (rh, vport) = (runner.handle(), victim.port());
+            VICTIM.with(|v| *v.borrow_mut() = Some(victim));
+            let client = std::thread::spawn(move || {
+                let connect = |name: &str| {
+                    let (ws, _) =
+                        tungstenite::connect(format!("ws://127.0.0.1:{vport}/?name={name}")).unwrap();
+                    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+                        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                    }
+                    ws
+                };
+                let mut a = connect("a");
+                let mut b = match m {
+                    // Its open handler drops the App.
+                    "open" => None,
+                    _ => Some(connect("b")),
+                };
+                if m == "open" {
+                    let _ = tungstenite::connect(format!("ws://127.0.0.1:{vport}/?name=b"))
+                        .map(|(mut ws, _)| while ws.read().is_ok() {});
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                match m {
+                    "close_peer" => drop(b.take()),
+                    "data_drop" | "serve_in_data_drop" | "run_in_data_drop" => {
+                        let _ = a.close(None);
+                    }
+                    "sub_peer" => drop(b.take()),
+                    _ => {
+                        let _ = a.send(tungstenite::Message::text("go"));
+                    }
+                }
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < deadline {
+                    let ra = a.read();
+                    let rb = b.as_mut().map(|b| b.read());
+                    let done = |r: &Result<tungstenite::Message, tungstenite::Error>| {
+                        matches!(r, Err(e) if !matches!(e, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.kind() == std::io::ErrorKind::TimedOut))
+                    };
+                    if done(&ra) && rb.as_ref().is_none_or(done) {
+                        break;
+                    }
+                }
+                drop(a);
+                drop(b);
+                std::thread::sleep(Duration::from_millis(200));
+                rh.stop().unwrap();
+            });
+            runner.run();
+            client.join().unwrap();
+            // Whatever is left goes at thread exit.
+            drop_victim("the end of the thread");
+        })
+        .join()
+        .unwrap();
+        println!("thread joined");
+        println!(
+            "drops={} closes={}",
+            DROPS.load(Ordering::SeqCst),
+            CLOSES.load(Ordering::SeqCst)
+        );
+    }
 }
