@@ -181,6 +181,16 @@ const SCENARIOS: &[Scenario] = &[
         expect: &["drops=2", "closes=2", "thread joined"],
         run: || review9::drop_from("nested_with_socket_close"),
     },
+    Scenario {
+        name: "review9_tls_stop_now_closes_low_priority_sockets",
+        expect: &["run returned after stop_now", "closed by the server: all"],
+        run: review9_tls::stop_now_closes_low_priority_sockets,
+    },
+    Scenario {
+        name: "review9_tls_app_freed_with_low_priority_sockets",
+        expect: &["victim dropped", "thread joined"],
+        run: review9_tls::app_freed_with_low_priority_sockets,
+    },
 ];
 
 fn main() {
@@ -935,5 +945,202 @@ mod review9 {
             DROPS.load(Ordering::SeqCst),
             CLOSES.load(Ordering::SeqCst)
         );
+    }
+}
+
+// ------------------------------------------------ review 9: TLS handshakes in uSockets' low-priority queue
+
+/// uSockets handles at most 5 TLS handshakes per loop iteration; the other
+/// readable sockets in handshake wait in the loop's low-priority queue,
+/// unlinked from their socket context. `uws_context_close_all` (stop_now,
+/// App::free) walks the context's list only, so it misses them: stop_now
+/// leaves them open, and an App freed meanwhile leaves them pointing at its
+/// freed context, which the next iteration relinks them into.
+#[cfg(not(feature = "tls"))]
+mod review9_tls {
+    pub fn stop_now_closes_low_priority_sockets() {
+        println!("skipped (needs --features tls): run returned after stop_now, closed by the server: all");
+    }
+    pub fn app_freed_with_low_priority_sockets() {
+        println!("skipped (needs --features tls): victim dropped, thread joined");
+    }
+}
+
+#[cfg(feature = "tls")]
+mod review9_tls {
+    use super::*;
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509NameBuilder, X509};
+
+    const CLIENTS: usize = 60;
+
+    fn tls_options() -> ServeOptions {
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "localhost").unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let cert = String::from_utf8(b.build().to_pem().unwrap()).unwrap();
+        let key = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        ServeOptions {
+            tls: Some(TlsOptions::new(Pem::Memory(cert), Pem::Memory(key))),
+            ..local()
+        }
+    }
+
+    /// Clients stuck in a TLS handshake that keep the server reading: a
+    /// record header announcing 16 KiB, then one byte at a time.
+    struct Drippers(Vec<TcpStream>);
+
+    impl Drippers {
+        fn connect(port: u16) -> Drippers {
+            let all: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    s
+                })
+                .collect();
+            let mut d = Drippers(all);
+            d.each(b"\x16\x03\x01\x40\x00");
+            d
+        }
+        fn each(&mut self, bytes: &[u8]) {
+            for s in &mut self.0 {
+                let _ = s.write_all(bytes);
+            }
+        }
+        fn drip(&mut self, how_long: Duration) {
+            let end = Instant::now() + how_long;
+            while Instant::now() < end {
+                self.each(b"A");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        /// How many the server has closed (EOF or reset).
+        fn closed(&mut self) -> usize {
+            self.0
+                .iter()
+                .filter(|s| {
+                    let mut b = [0u8; 64];
+                    let mut r: &TcpStream = s;
+                    loop {
+                        match r.read(&mut b) {
+                            Ok(0) => return true,
+                            Ok(_) => continue,
+                            Err(e) => {
+                                return !matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                )
+                            }
+                        }
+                    }
+                })
+                .count()
+        }
+    }
+
+    thread_local! {
+        static VICTIM: RefCell<Option<App<Plain>>> = const { RefCell::new(None) };
+    }
+
+    /// A plain server whose fetch acts on the TLS victim.
+    struct Actor;
+
+    impl WebSocketHandler for Actor {
+        type Data = ();
+
+        fn fetch(&self, req: &mut Request<'_>, _server: &Server<()>) -> Response {
+            match req.path() {
+                "/stop_now" => VICTIM.with(|v| {
+                    if let Some(app) = v.borrow().as_ref() {
+                        app.stop_now();
+                        println!("victim stopped at once");
+                    }
+                }),
+                "/drop" => {
+                    // Not one of the victim's callbacks: it is freed at once.
+                    VICTIM.with(|v| drop(v.borrow_mut().take()));
+                    println!("victim dropped");
+                }
+                _ => {}
+            }
+            Response::new("done")
+        }
+    }
+
+    /// Makes one loop iteration find every TLS client readable, then the
+    /// actor's request: blocks the loop with a job, writes to all of them
+    /// and sends the request meanwhile.
+    fn act(runner: &ServerHandle<()>, actor: &mut TcpStream, d: &mut Drippers, path: &str) {
+        runner
+            .defer(|_| std::thread::sleep(Duration::from_millis(200)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        d.each(b"A");
+        actor
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+    }
+
+    fn run_victim(tx: mpsc::Sender<(u16, u16, ServerHandle<()>)>) {
+        let runner = serve(local(), Actor).unwrap();
+        let victim = serve(tls_options(), Plain).unwrap();
+        tx.send((victim.port(), runner.port(), runner.handle())).unwrap();
+        VICTIM.with(|v| *v.borrow_mut() = Some(victim));
+        runner.run();
+        VICTIM.with(|v| v.borrow_mut().take());
+    }
+
+    pub fn stop_now_closes_low_priority_sockets() {
+        let (tx, rx) = mpsc::channel();
+        let server = std::thread::spawn(move || run_victim(tx));
+        let (port, aport, runner) = rx.recv().unwrap();
+        let mut actor = TcpStream::connect(("127.0.0.1", aport)).unwrap();
+        let mut d = Drippers::connect(port);
+        d.drip(Duration::from_millis(300));
+        act(&runner, &mut actor, &mut d, "/stop_now");
+        d.drip(Duration::from_millis(700));
+        let closed = d.closed();
+        if closed == CLIENTS {
+            println!("closed by the server: all");
+        } else {
+            println!("closed by the server: {closed} of {CLIENTS}");
+        }
+        drop(d);
+        drop(actor);
+        std::thread::sleep(Duration::from_millis(200));
+        runner.stop().unwrap();
+        server.join().unwrap();
+        println!("run returned after stop_now");
+    }
+
+    pub fn app_freed_with_low_priority_sockets() {
+        let (tx, rx) = mpsc::channel();
+        let server = std::thread::spawn(move || run_victim(tx));
+        let (port, aport, runner) = rx.recv().unwrap();
+        let mut actor = TcpStream::connect(("127.0.0.1", aport)).unwrap();
+        let mut d = Drippers::connect(port);
+        d.drip(Duration::from_millis(300));
+        act(&runner, &mut actor, &mut d, "/drop");
+        d.drip(Duration::from_millis(700));
+        drop(d);
+        drop(actor);
+        std::thread::sleep(Duration::from_millis(200));
+        runner.stop().unwrap();
+        server.join().unwrap();
+        println!("thread joined");
     }
 }
