@@ -222,6 +222,25 @@ fn stop_now_in_subscription_event_while_server_stops() {
     assert_eq!(h.drops.load(Ordering::SeqCst), 1);
 }
 
+#[test]
+fn stop_now_in_subscription_event_when_the_peer_closes() {
+    // The most ordinary trigger: a client closes with a close frame, and the
+    // subscription handler stops the server when a topic empties.
+    let h = R::with_mode("leave_stop_now");
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut c = connect(&r.url("/?name=victim"));
+    for t in ["a", "b"] {
+        c.send(M::text(format!("sub {t}"))).unwrap();
+        assert_eq!(read_text(&mut c), "sub true");
+    }
+    c.close(None).unwrap();
+    wait_for("close handler", || h.log.count("close:victim") >= 1);
+    wait_for("run returns", || r.finished());
+    r.stop();
+    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.drops.load(Ordering::SeqCst), 1);
+}
+
 // ------------------------------------------------------------------------
 // 2. stop_now inside the socket's OWN subscription event: the close that
 //    follows emits subscription events while `subscribing` still names the
@@ -360,8 +379,11 @@ impl WebSocketHandler for Views {
             let path = req.path();
             let pad = req.header("x-pad").unwrap_or("");
             server.stop_now();
+            // An allocation of the freed buffer's size takes its place.
+            let reuse = vec![b'z'; 3076];
             // `path` and `pad` are still borrowed for the whole of fetch.
             let sum: usize = pad.bytes().map(usize::from).sum::<usize>() + path.len();
+            drop(reuse);
             self.log.push(format!("request-after-stop-now:{}:{sum}", pad.len()));
             return Response::new("");
         }
@@ -376,8 +398,11 @@ impl WebSocketHandler for Views {
             Some(b'S') => ws.server().stop_now(),
             _ => return,
         }
+        // An allocation of the freed buffer's size takes its place.
+        let reuse = vec![b'z'; 2001];
         // The message is still borrowed: read it.
         let xs = bytes.iter().filter(|&&b| b == b'x').count();
+        drop(reuse);
         self.log.push(format!("message-after-close:{}:{xs}", bytes.len()));
     }
 
