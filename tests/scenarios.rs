@@ -191,6 +191,11 @@ const SCENARIOS: &[Scenario] = &[
         expect: &["victim dropped", "thread joined"],
         run: review9_tls::app_freed_with_low_priority_sockets,
     },
+    Scenario {
+        name: "review9_abandoned_upgrade_data_drop_stops_now",
+        expect: &["answer: ", "thread joined", "dropped 1"],
+        run: review9_upgrade::abandoned_upgrade_data_drop_stops_now,
+    },
 ];
 
 fn main() {
@@ -1142,5 +1147,77 @@ mod review9_tls {
         runner.stop().unwrap();
         server.join().unwrap();
         println!("thread joined");
+    }
+}
+
+// ------------------------------------------------ review 9: user code between `open` and the 503
+
+/// fetch accepts an upgrade, then stops the server: the upgrade is
+/// abandoned and its data dropped, and that Drop stops the server at once,
+/// closing the connection whose 503 is written next.
+mod review9_upgrade {
+    use super::*;
+
+    thread_local! {
+        static VICTIM: RefCell<Option<App<Upgrader>>> = const { RefCell::new(None) };
+    }
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+    pub struct StopNowOnDrop;
+
+    impl Drop for StopNowOnDrop {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+            VICTIM.with(|v| {
+                if let Some(app) = v.borrow().as_ref() {
+                    app.stop_now();
+                }
+            });
+        }
+    }
+
+    pub struct Upgrader;
+
+    impl WebSocketHandler for Upgrader {
+        type Data = StopNowOnDrop;
+
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<StopNowOnDrop>) -> Response {
+            let up = server.upgrade(req, UpgradeOptions::new(StopNowOnDrop));
+            server.stop();
+            println!("upgrade accepted: {up}");
+            Response::new("")
+        }
+    }
+
+    pub fn abandoned_upgrade_data_drop_stops_now() {
+        std::thread::spawn(|| {
+            let runner = serve(local(), Plain).unwrap();
+            let victim = serve(local(), Upgrader).unwrap();
+            let (rh, port) = (runner.handle(), victim.port());
+            VICTIM.with(|v| *v.borrow_mut() = Some(victim));
+            let client = std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                s.write_all(
+                    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                )
+                .unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+                println!(
+                    "answer: {:?}",
+                    String::from_utf8_lossy(&out).lines().next().unwrap_or("")
+                );
+                rh.stop().unwrap();
+            });
+            runner.run();
+            client.join().unwrap();
+            VICTIM.with(|v| v.borrow_mut().take());
+        })
+        .join()
+        .unwrap();
+        println!("thread joined");
+        println!("dropped {}", DROPPED.load(Ordering::SeqCst));
     }
 }
