@@ -514,3 +514,63 @@ fn split_close_reason_read_after_stop_now() {
         Some("reason-after-stop-now:100:100")
     );
 }
+
+// ------------------------------------------------------------------------
+// Misbehaving clients (these hold): half handshakes, resets mid-upgrade,
+// resets right after a message, while the server publishes to everyone.
+
+/// Test-client helper only (the server side uses no unsafe): close with a
+/// RST instead of a FIN.
+fn rst(s: TcpStream) {
+    // SO_LINGER 0: close() sends a RST.
+    use std::os::fd::AsRawFd;
+    let l = [1i32, 0i32];
+    unsafe {
+        libc_setsockopt(s.as_raw_fd(), 1, 13, l.as_ptr().cast(), 8);
+    }
+    drop(s);
+}
+
+extern "C" {
+    #[link_name = "setsockopt"]
+    fn libc_setsockopt(fd: i32, level: i32, name: i32, value: *const u8, len: u32) -> i32;
+}
+
+#[test]
+fn resets_and_half_handshakes_while_publishing() {
+    let h = R::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let port = r.port;
+    let full = handshake("/?name=x", "");
+    for i in 0..40 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        match i % 4 {
+            // Half a handshake, then a reset.
+            0 => s.write_all(&full[..full.len() / 2]).unwrap(),
+            // A whole handshake, reset before reading the 101.
+            1 => s.write_all(&full).unwrap(),
+            // A handshake and a message in one write, then a reset.
+            2 => {
+                let mut b = full.clone();
+                b.extend(frame(true, 1, b"sub room"));
+                s.write_all(&b).unwrap();
+            }
+            // Half a frame after the handshake, then a reset.
+            _ => {
+                s.write_all(&full).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+                let f = frame(true, 1, &[b'x'; 300]);
+                s.write_all(&f[..100]).unwrap();
+            }
+        }
+        rst(s);
+    }
+    let mut c = connect(&r.url("/?name=alive"));
+    c.send(M::text("sub room")).unwrap();
+    assert_eq!(read_text(&mut c), "sub true");
+    r.stop();
+    let opened = h.log.count("open:");
+    assert_eq!(h.log.count("close:"), opened, "every open socket closed once");
+    assert_eq!(h.drops.load(Ordering::SeqCst), opened, "every data dropped once");
+}
