@@ -1109,6 +1109,20 @@ mod review9_tls {
         VICTIM.with(|v| v.borrow_mut().take());
     }
 
+    /// Joins the server thread, or ends the process when it hangs (a loop
+    /// walking freed memory may spin forever).
+    fn join_or_exit(server: std::thread::JoinHandle<()>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.is_finished() {
+            if Instant::now() > deadline {
+                println!("the server thread hangs");
+                std::process::exit(3);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        server.join().unwrap();
+    }
+
     pub fn stop_now_closes_low_priority_sockets() {
         let (tx, rx) = mpsc::channel();
         let server = std::thread::spawn(move || run_victim(tx));
@@ -1128,7 +1142,7 @@ mod review9_tls {
         drop(actor);
         std::thread::sleep(Duration::from_millis(200));
         runner.stop().unwrap();
-        server.join().unwrap();
+        join_or_exit(server);
         println!("run returned after stop_now");
     }
 
@@ -1145,7 +1159,7 @@ mod review9_tls {
         drop(actor);
         std::thread::sleep(Duration::from_millis(200));
         runner.stop().unwrap();
-        server.join().unwrap();
+        join_or_exit(server);
         println!("thread joined");
     }
 }
