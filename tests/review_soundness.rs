@@ -383,7 +383,7 @@ impl WebSocketHandler for Views {
             let reuse = vec![b'z'; 3076];
             // `path` and `pad` are still borrowed for the whole of fetch.
             let sum: usize = pad.bytes().map(usize::from).sum::<usize>() + path.len();
-            drop(reuse);
+            drop(std::hint::black_box(reuse));
             self.log.push(format!("request-after-stop-now:{}:{sum}", pad.len()));
             return Response::new("");
         }
@@ -402,7 +402,7 @@ impl WebSocketHandler for Views {
         let reuse = vec![b'z'; 2001];
         // The message is still borrowed: read it.
         let xs = bytes.iter().filter(|&&b| b == b'x').count();
-        drop(reuse);
+        drop(std::hint::black_box(reuse));
         self.log.push(format!("message-after-close:{}:{xs}", bytes.len()));
     }
 
