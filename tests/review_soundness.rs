@@ -222,6 +222,25 @@ fn stop_now_in_subscription_event_while_server_stops() {
     assert_eq!(h.drops.load(Ordering::SeqCst), 1);
 }
 
+#[test]
+fn stop_now_in_subscription_event_when_the_peer_closes() {
+    // The most ordinary trigger: a client closes with a close frame, and the
+    // subscription handler stops the server when a topic empties.
+    let h = R::with_mode("leave_stop_now");
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let mut c = connect(&r.url("/?name=victim"));
+    for t in ["a", "b"] {
+        c.send(M::text(format!("sub {t}"))).unwrap();
+        assert_eq!(read_text(&mut c), "sub true");
+    }
+    c.close(None).unwrap();
+    wait_for("close handler", || h.log.count("close:victim") >= 1);
+    wait_for("run returns", || r.finished());
+    r.stop();
+    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.drops.load(Ordering::SeqCst), 1);
+}
+
 // ------------------------------------------------------------------------
 // 2. stop_now inside the socket's OWN subscription event: the close that
 //    follows emits subscription events while `subscribing` still names the
@@ -364,8 +383,11 @@ impl WebSocketHandler for Views {
             let path = req.path();
             let pad = req.header("x-pad").unwrap_or("");
             server.stop_now();
+            // An allocation of the freed buffer's size takes its place.
+            let reuse = vec![b'z'; 3076];
             // `path` and `pad` are still borrowed for the whole of fetch.
             let sum: usize = pad.bytes().map(usize::from).sum::<usize>() + path.len();
+            drop(std::hint::black_box(reuse));
             self.log
                 .push(format!("request-after-stop-now:{}:{sum}", pad.len()));
             return Response::new("");
@@ -381,8 +403,11 @@ impl WebSocketHandler for Views {
             Some(b'S') => ws.server().stop_now(),
             _ => return,
         }
+        // An allocation of the freed buffer's size takes its place.
+        let reuse = vec![b'z'; 2001];
         // The message is still borrowed: read it.
         let xs = bytes.iter().filter(|&&b| b == b'x').count();
+        drop(std::hint::black_box(reuse));
         self.log
             .push(format!("message-after-close:{}:{xs}", bytes.len()));
     }
@@ -499,5 +524,73 @@ fn split_close_reason_read_after_stop_now() {
     assert_eq!(
         h.log.find("reason-after-stop-now:").as_deref(),
         Some("reason-after-stop-now:100:100")
+    );
+}
+
+// ------------------------------------------------------------------------
+// Misbehaving clients (these hold): half handshakes, resets mid-upgrade,
+// resets right after a message, while the server publishes to everyone.
+
+/// Test-client helper only (the server side uses no unsafe): close with a
+/// RST instead of a FIN.
+fn rst(s: TcpStream) {
+    // SO_LINGER 0: close() sends a RST.
+    use std::os::fd::AsRawFd;
+    let l = [1i32, 0i32];
+    unsafe {
+        libc_setsockopt(s.as_raw_fd(), 1, 13, l.as_ptr().cast(), 8);
+    }
+    drop(s);
+}
+
+extern "C" {
+    #[link_name = "setsockopt"]
+    fn libc_setsockopt(fd: i32, level: i32, name: i32, value: *const u8, len: u32) -> i32;
+}
+
+#[test]
+fn resets_and_half_handshakes_while_publishing() {
+    let h = R::default();
+    let mut r = start(WebSocketOptions::default(), h.clone());
+    let port = r.port;
+    let full = handshake("/?name=x", "");
+    for i in 0..40 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        match i % 4 {
+            // Half a handshake, then a reset.
+            0 => s.write_all(&full[..full.len() / 2]).unwrap(),
+            // A whole handshake, reset before reading the 101.
+            1 => s.write_all(&full).unwrap(),
+            // A handshake and a message in one write, then a reset.
+            2 => {
+                let mut b = full.clone();
+                b.extend(frame(true, 1, b"sub room"));
+                s.write_all(&b).unwrap();
+            }
+            // Half a frame after the handshake, then a reset.
+            _ => {
+                s.write_all(&full).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+                let f = frame(true, 1, &[b'x'; 300]);
+                s.write_all(&f[..100]).unwrap();
+            }
+        }
+        rst(s);
+    }
+    let mut c = connect(&r.url("/?name=alive"));
+    c.send(M::text("sub room")).unwrap();
+    assert_eq!(read_text(&mut c), "sub true");
+    r.stop();
+    let opened = h.log.count("open:");
+    assert_eq!(
+        h.log.count("close:"),
+        opened,
+        "every open socket closed once"
+    );
+    assert_eq!(
+        h.drops.load(Ordering::SeqCst),
+        opened,
+        "every data dropped once"
     );
 }

@@ -214,12 +214,13 @@ impl<H: WebSocketHandler> Ctx<H> {
             core.leave();
             return;
         }
-        // SAFETY: `res` is the response of this request; a closed one (the
-        // handler stopped the server at once) stays readable until the loop
-        // iteration ends.
-        let open = unsafe { sys::uws_res_closed(ssl, res) } == 0;
+        // Asked right before each write: user code (a drop, the error
+        // handler) may run in between.
+        // SAFETY: `res` is the response of this request; a closed one stays
+        // readable until the loop iteration ends.
+        let open = || unsafe { sys::uws_res_closed(ssl, res) } == 0;
         match upgrade {
-            Some(upgrade) if open && !core.stopping() => {
+            Some(upgrade) if open() && !core.stopping() => {
                 match upgrade.downcast::<UpgradeOptions<Data<H>>>() {
                     Ok(options) => {
                         let key = request
@@ -240,13 +241,13 @@ impl<H: WebSocketHandler> Ctx<H> {
                 if let Err(e) = drop_contained(upgrade) {
                     self.report(None, &e);
                 }
-                if open {
+                if open() {
                     Response::new("server stopping")
                         .with_status(503)
                         .write(ssl, res, true, false);
                 }
             }
-            None if open => {
+            None if open() => {
                 let head = request.method().eq_ignore_ascii_case("HEAD");
                 response.write(ssl, res, core.stopping(), head)
             }

@@ -43,10 +43,11 @@ use timers::Timers;
 const STOP_SWEEP: Duration = Duration::from_millis(100);
 
 /// A close that frees connection state at once, asked for while a callback
-/// runs. A handler may still read views into that state: a fragmented
+/// runs. A handler may still read views into that state (a fragmented
 /// message joined in the socket's fragment buffer, a request head parsed
-/// from the connection's buffer, a close reason. So these closes happen
-/// when the outermost callback of the server returns.
+/// from the connection's buffer, a close reason), and uWebSockets may be
+/// walking the socket below us. So these closes happen at the loop's next
+/// wakeup.
 enum Postponed {
     Terminate(SocketId),
     CloseAll,
@@ -84,9 +85,10 @@ pub(crate) struct Core {
     timers: Timers,
     /// Callbacks of this server on the stack now (see [`App`]'s drop).
     depth: Cell<u32>,
-    /// Closes asked for inside a callback, done once no callback of the
-    /// server runs (see [`Postponed`]).
+    /// Closes asked for inside a callback, done at the loop's next wakeup
+    /// (see [`Postponed`]).
     postponed: RefCell<Vec<Postponed>>,
+    /// A wakeup for them is queued.
     has_postponed: Cell<bool>,
     /// The socket whose own subscribe/unsubscribe call is running.
     subscribing: Cell<*mut sys::uws_ws_t>,
@@ -125,22 +127,25 @@ impl Core {
     }
 
     pub(crate) fn leave(&self) {
-        let depth = self.depth.get() - 1;
-        self.depth.set(depth);
-        if depth == 0 && self.has_postponed.get() {
-            self.run_postponed();
+        self.depth.set(self.depth.get() - 1);
+    }
+
+    /// Queues `op` for the loop's next wakeup: a point where no callback of
+    /// ours and no uWebSockets frame of a socket is on the stack (when the
+    /// outermost callback returns, uWebSockets may still be walking the
+    /// socket, e.g. its topics in `end()`).
+    fn postpone(&self, op: Postponed) {
+        self.postponed.borrow_mut().push(op);
+        if !self.has_postponed.replace(true) {
+            let _ = self
+                .shared
+                .push(Box::new(|core: &Core| core.run_postponed()), false);
         }
     }
 
-    fn postpone(&self, op: Postponed) {
-        self.postponed.borrow_mut().push(op);
-        self.has_postponed.set(true);
-    }
-
     /// Does the closes postponed while callbacks ran (and those their close
-    /// handlers postpone in turn), counted as a callback itself.
+    /// handlers postpone in turn); runs as a job of the loop.
     fn run_postponed(&self) {
-        self.depth.set(self.depth.get() + 1);
         loop {
             let ops = std::mem::take(&mut *self.postponed.borrow_mut());
             if ops.is_empty() {
@@ -163,7 +168,6 @@ impl Core {
             }
         }
         self.has_postponed.set(false);
-        self.depth.set(self.depth.get() - 1);
     }
 
     /// Closes a socket at once (Bun's `ws.terminate()`), when no callback
@@ -558,8 +562,8 @@ impl<T: 'static> Server<T> {
     /// Bun's `server.stop(true)`: stops listening and closes every
     /// connection at once, without close frames; close handlers see 1006
     /// (those of sockets already closing have run). Called inside a
-    /// handler, the connections close when the handler returns (until then
-    /// the message or request it reads stays valid).
+    /// handler, the connections close right after the current loop
+    /// iteration (until then the message or request it reads stays valid).
     pub fn stop_now(&self) {
         self.core.stop_now();
     }

@@ -336,8 +336,9 @@ impl<T> ServerWebSocket<T> {
 
     /// Bun's `ws.terminate()`: closes the TCP connection at once, without a
     /// close frame. The close handler sees 1006. Inside a handler the
-    /// connection closes (and the close handler runs) when the handler
-    /// returns: until then the message or request it reads stays valid.
+    /// connection closes (and the close handler runs) right after the
+    /// current loop iteration: until then the message or request it reads
+    /// stays valid, and sends are dropped.
     pub fn terminate(&mut self) {
         if let Some(ws) = self.raw() {
             self.state().ready.set(ReadyState::Closing);

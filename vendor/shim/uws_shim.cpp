@@ -225,6 +225,22 @@ uws_listen_t *listen_with(App<SSL> *a, int *error, auto &&listen) {
     return reinterpret_cast<uws_listen_t *>(ls);
 }
 
+// Closes the context's TLS sockets that wait in the loop's low-priority
+// queue (handshakes past uSockets' per-iteration budget): they are in no
+// context's list, and have no request in progress.
+void close_low_priority(int ssl, us_socket_context_t *context) {
+    for (;;) {
+        us_socket_t *s = context->loop->data.low_prio_head;
+        while (s && s->context != context) {
+            s = s->next;
+        }
+        if (!s) {
+            return;
+        }
+        us_socket_close(ssl, s, 0, nullptr);
+    }
+}
+
 // Whether an HTTP connection waits between requests with nothing to write.
 template <bool SSL>
 bool http_idle(us_socket_t *s) {
@@ -381,6 +397,7 @@ int uws_context_stop_http(int ssl, void *c) noexcept {
     while (context->head_listen_sockets) {
         us_listen_socket_close(ssl, context->head_listen_sockets);
     }
+    close_low_priority(ssl, context);
     return with_kind(ssl, [&](auto kind) {
         constexpr bool SSL = decltype(kind)::value;
         int left = 0;
@@ -407,18 +424,7 @@ void uws_context_close_all(int ssl, void *c) noexcept {
     while (context->head_sockets) {
         us_socket_close(ssl, context->head_sockets, 0, nullptr);
     }
-    // TLS sockets waiting in the loop's low-priority queue (handshakes past
-    // the per-iteration budget) are in no context's list: find ours there.
-    for (;;) {
-        us_socket_t *s = context->loop->data.low_prio_head;
-        while (s && s->context != context) {
-            s = s->next;
-        }
-        if (!s) {
-            break;
-        }
-        us_socket_close(ssl, s, 0, nullptr);
-    }
+    close_low_priority(ssl, context);
 }
 
 void uws_app_close(int ssl, uws_app_t *a) noexcept {
