@@ -28,7 +28,7 @@ for line in sys.stdin:
 # Definite leaks and memory errors fail the run (exit 9).
 memcheck="valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
 
-for suite in websocket http soundness lifecycle deferred threads; do
+for suite in websocket http soundness review_soundness lifecycle deferred threads; do
     bin=$(test_binary "$suite")
     echo "== memcheck: $suite ($bin)"
     $memcheck "$bin" --test-threads=2
