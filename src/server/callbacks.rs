@@ -46,12 +46,18 @@ pub(crate) fn caught(handler: &'static str, payload: Box<dyn Any + Send>) -> Err
 }
 
 /// Drops a panic payload. One whose destructor panics in turn is contained,
-/// and what that panic carries is leaked rather than dropped: a payload can
-/// panic on every drop, and nothing may unwind into C++.
+/// and so is the payload of that panic, a few levels deep; past that the
+/// last one is leaked rather than dropped (a payload can panic on every
+/// drop, and nothing may unwind into C++).
 pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
+    let mut payload = payload;
+    for _ in 0..8 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(again) => payload = again,
+        }
     }
+    std::mem::forget(payload);
 }
 
 /// Drops `value`, containing a panic of its destructor.
