@@ -17,28 +17,7 @@ use common::*;
 use tungstenite::Message as M;
 use uws::*;
 
-#[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    pub fn push(&self, s: impl Into<String>) {
-        let s = s.into();
-        eprintln!("[log] {s}");
-        self.0.lock().unwrap().push(s);
-    }
-    pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    pub fn has(&self, s: &str) -> bool {
-        self.all().iter().any(|e| e == s)
-    }
-    pub fn count(&self, prefix: &str) -> usize {
-        self.all().iter().filter(|e| e.starts_with(prefix)).count()
-    }
-    pub fn find(&self, prefix: &str) -> Option<String> {
-        self.all().into_iter().find(|e| e.starts_with(prefix))
-    }
-}
+use common::probe::EventLog as Log;
 
 /// A panic payload whose destructor panics (with a plain `&str` payload).
 pub struct Bomb;
@@ -198,10 +177,10 @@ fn stop_now_in_subscription_event_while_socket_ends_itself() {
     // The socket's own handler closes it: end() emits one subscription
     // event per topic; the first one stops the server at once.
     c.send(M::text("close")).unwrap();
-    wait_for("close handler", || h.log.count("close:victim") >= 1);
+    wait_for("close handler", || h.log.count_prefix("close:victim") >= 1);
     wait_for("run returns", || r.finished());
     r.stop();
-    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.log.count_prefix("close:victim"), 1);
     assert_eq!(h.drops.load(Ordering::SeqCst), 1);
 }
 
@@ -218,7 +197,7 @@ fn stop_now_in_subscription_event_while_server_stops() {
     r.handle.stop().unwrap();
     wait_for("run returns", || r.finished());
     r.stop();
-    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.log.count_prefix("close:victim"), 1);
     assert_eq!(h.drops.load(Ordering::SeqCst), 1);
 }
 
@@ -234,10 +213,10 @@ fn stop_now_in_subscription_event_when_the_peer_closes() {
         assert_eq!(read_text(&mut c), "sub true");
     }
     c.close(None).unwrap();
-    wait_for("close handler", || h.log.count("close:victim") >= 1);
+    wait_for("close handler", || h.log.count_prefix("close:victim") >= 1);
     wait_for("run returns", || r.finished());
     r.stop();
-    assert_eq!(h.log.count("close:victim"), 1);
+    assert_eq!(h.log.count_prefix("close:victim"), 1);
     assert_eq!(h.drops.load(Ordering::SeqCst), 1);
 }
 
@@ -254,13 +233,13 @@ fn closing_socket_id_resolves_after_stop_now_in_own_subscription_event() {
     let h = R::with_mode("own_stop_now");
     let mut r = start(WebSocketOptions::default(), h.clone());
     let mut c = connect(&r.url("/?name=victim"));
-    wait_for("open", || h.log.count("open:") == 1);
+    wait_for("open", || h.log.count_prefix("open:") == 1);
     c.send(M::text("sub a")).unwrap();
-    wait_for("close handler", || h.log.count("close:victim") >= 1);
+    wait_for("close handler", || h.log.count_prefix("close:victim") >= 1);
     wait_for("run returns", || r.finished());
     r.stop();
-    eprintln!("{:#?}", h.log.all());
-    assert_eq!(h.log.count("close:victim"), 1);
+    eprintln!("{:#?}", h.log.events());
+    assert_eq!(h.log.count_prefix("close:victim"), 1);
     assert_eq!(h.drops.load(Ordering::SeqCst), 1);
     // Documented: "while it closes, its id no longer resolves (with_socket
     // gives None, sends are dropped)".
@@ -280,7 +259,7 @@ fn error_handler_panics_with_a_payload_that_panics_on_drop() {
     let h = R::with_mode("error_bomb");
     let mut r = start(WebSocketOptions::default(), h.clone());
     let mut c = connect(&r.url("/?name=p"));
-    wait_for("open", || h.log.count("open:") == 1);
+    wait_for("open", || h.log.count_prefix("open:") == 1);
     c.send(M::text("panic")).unwrap();
     // The handler's panic closes the socket with 1011; the process lives on.
     assert_eq!(recv_close(&mut c).map(|(code, _)| code), Some(1011));
@@ -293,7 +272,7 @@ fn handler_panics_with_a_payload_whose_drop_panics_twice() {
     let h = R::default();
     let mut r = start(WebSocketOptions::default(), h.clone());
     let mut c = connect(&r.url("/?name=p"));
-    wait_for("open", || h.log.count("open:") == 1);
+    wait_for("open", || h.log.count_prefix("open:") == 1);
     c.send(M::text("panic2")).unwrap();
     assert_eq!(recv_close(&mut c).map(|(code, _)| code), Some(1011));
     r.stop();
@@ -305,7 +284,7 @@ fn data_drop_panics_with_a_payload_that_panics_on_drop() {
     let h = R::default();
     let mut r = start(WebSocketOptions::default(), h.clone());
     let c = connect(&r.url("/?name=bomb"));
-    wait_for("open", || h.log.count("open:") == 1);
+    wait_for("open", || h.log.count_prefix("open:") == 1);
     drop(c);
     wait_for("drop", || h.drops.load(Ordering::SeqCst) == 1);
     std::thread::sleep(Duration::from_millis(100));
@@ -442,7 +421,7 @@ fn fragmented_message_then(first: u8) {
     s.write_all(&frame(false, 1, &one)).unwrap();
     s.write_all(&frame(true, 0, &two)).unwrap();
     wait_for("message handler", || {
-        h.log.count("message-after-close:") == 1
+        h.log.count_prefix("message-after-close:") == 1
     });
     r.stop();
     assert_eq!(
@@ -472,7 +451,9 @@ fn split_ping_payload_read_after_terminate() {
     s.write_all(&ping[..40]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     s.write_all(&ping[40..]).unwrap();
-    wait_for("ping handler", || h.log.count("ping-after-terminate:") == 1);
+    wait_for("ping handler", || {
+        h.log.count_prefix("ping-after-terminate:") == 1
+    });
     r.stop();
     assert_eq!(
         h.log.find("ping-after-terminate:").as_deref(),
@@ -493,7 +474,9 @@ fn split_request_read_after_stop_now() {
     s.write_all(&request.as_bytes()[..100]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     s.write_all(&request.as_bytes()[100..]).unwrap();
-    wait_for("fetch", || h.log.count("request-after-stop-now:") == 1);
+    wait_for("fetch", || {
+        h.log.count_prefix("request-after-stop-now:") == 1
+    });
     wait_for("run returns", || r.finished());
     r.stop();
     let expected = 3000 * usize::from(b'p') + "/stopnow".len();
@@ -517,7 +500,7 @@ fn split_close_reason_read_after_stop_now() {
     std::thread::sleep(Duration::from_millis(200));
     s.write_all(&close[40..]).unwrap();
     wait_for("close handler", || {
-        h.log.count("reason-after-stop-now:") == 1
+        h.log.count_prefix("reason-after-stop-now:") == 1
     });
     wait_for("run returns", || r.finished());
     r.stop();
@@ -582,9 +565,9 @@ fn resets_and_half_handshakes_while_publishing() {
     c.send(M::text("sub room")).unwrap();
     assert_eq!(read_text(&mut c), "sub true");
     r.stop();
-    let opened = h.log.count("open:");
+    let opened = h.log.count_prefix("open:");
     assert_eq!(
-        h.log.count("close:"),
+        h.log.count_prefix("close:"),
         opened,
         "every open socket closed once"
     );

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
-use crate::http::{PendingTable, Request};
+use crate::http::{write_header, PendingTable, Request};
 use crate::options::{ServeOptions, SubprotocolPolicy};
 use crate::registry::{Registry, SocketId};
 use crate::sys;
@@ -726,21 +726,15 @@ pub(crate) fn accept<T>(
     let slot = Slot::new(core, options.data);
     let status = "101 Switching Protocols";
     // SAFETY: `res` is a live response of this server waiting for its
-    // answer; the header values are borrowed for each call. The slot pointer
-    // becomes the socket's user data, handed back to `on_open` and freed in
-    // `close_now`.
+    // answer; the status is borrowed for the call.
+    unsafe { sys::uws_res_write_status(ssl, res, status.as_ptr().cast(), status.len()) };
+    for (k, v) in &options.headers {
+        write_header(ssl, res, k, v);
+    }
+    // SAFETY: as above; the views are borrowed for the call. The slot
+    // pointer becomes the socket's user data, handed back to `on_open` and
+    // freed in `close_now`.
     unsafe {
-        sys::uws_res_write_status(ssl, res, status.as_ptr().cast(), status.len());
-        for (k, v) in &options.headers {
-            sys::uws_res_write_header(
-                ssl,
-                res,
-                k.as_ptr().cast(),
-                k.len(),
-                v.as_ptr().cast(),
-                v.len(),
-            );
-        }
         sys::uws_res_upgrade(
             ssl,
             res,
