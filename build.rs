@@ -20,7 +20,13 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let shim = manifest_dir.join("vendor/shim");
 
-    for file in ["uws_shim.h", "uws_shim.cpp", "unity.cpp"] {
+    for file in [
+        "uws_shim.h",
+        "uws_shim.cpp",
+        "uws_client.h",
+        "uws_client.cpp",
+        "unity.cpp",
+    ] {
         println!("cargo:rerun-if-changed={}", shim.join(file).display());
     }
     println!("cargo:rerun-if-changed=vendor/pin.toml");

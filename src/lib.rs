@@ -175,6 +175,7 @@
 //! with `panic = "abort"` a handler panic ends the process.
 #![deny(missing_docs)]
 
+mod client;
 mod error;
 mod ffi;
 mod handler;
@@ -196,6 +197,9 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/sys.rs"));
 }
 
+pub use client::{
+    connect, run, ClientHandle, ClientHandler, ClientTls, ClientWebSocket, ConnectOptions,
+};
 pub use error::Error;
 pub use handler::WebSocketHandler;
 pub use options::{
@@ -212,4 +216,7 @@ pub use registry::SocketId;
 pub use server::{serve, App, OwnedMessage, Server, ServerHandle};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;
-pub use websocket::{Message, PublishStatus, ReadyState, SendStatus, ServerWebSocket};
+pub use websocket::{
+    ClientSide, Message, PublishStatus, ReadyState, SendStatus, ServerSide, ServerWebSocket, Side,
+    WebSocket,
+};

@@ -13,19 +13,56 @@ use crate::server::{Core, Server};
 use crate::sys;
 use crate::websocket::Message;
 
-type Job = Box<dyn FnOnce(&Core) + Send>;
+/// What jobs from other threads run on, on its loop's thread: a server's
+/// [`Core`], or the client connections of a thread.
+pub(crate) trait Target: 'static {
+    /// Counts a callback in (see `Core::enter`) ...
+    fn enter(&self);
+    /// ... and out.
+    fn leave(&self);
+    /// Whether a callback runs now.
+    fn in_callback(&self) -> bool;
+    /// Whether the target was dropped inside a job: later jobs are dropped.
+    fn doomed(&self) -> bool;
+    /// Reports a job's panic.
+    fn report(&self, error: &Error);
+}
 
-/// The part of a server other threads can reach.
-pub(crate) struct Shared {
-    state: Mutex<SharedState>,
+impl Target for Core {
+    fn enter(&self) {
+        Core::enter(self);
+    }
+
+    fn leave(&self) {
+        Core::leave(self);
+    }
+
+    fn in_callback(&self) -> bool {
+        Core::in_callback(self)
+    }
+
+    fn doomed(&self) -> bool {
+        Core::doomed(self)
+    }
+
+    fn report(&self, error: &Error) {
+        Core::report(self, error);
+    }
+}
+
+pub(crate) type Job<C = Core> = Box<dyn FnOnce(&C) + Send>;
+
+/// The part of a server (or of a thread's clients) other threads can reach.
+pub(crate) struct Shared<C: Target = Core> {
+    state: Mutex<SharedState<C>>,
     limit: usize,
 }
 
-struct SharedState {
+struct SharedState<C: Target> {
     /// Null once the server is gone.
     loop_: *mut sys::uws_loop_t,
-    core: *const Core,
-    jobs: Vec<Job>,
+    core: *const C,
+    jobs: Vec<Job<C>>,
     /// A wakeup is queued on the loop and will take `jobs`.
     scheduled: bool,
 }
@@ -33,10 +70,10 @@ struct SharedState {
 // SAFETY: the pointers are only dereferenced on the loop's thread (`core`)
 // or passed to `uws_loop_defer`, which is thread-safe; both are cleared
 // under the lock before what they point to goes away.
-unsafe impl Send for SharedState {}
+unsafe impl<C: Target> Send for SharedState<C> {}
 
-impl Shared {
-    pub(crate) fn new(loop_: *mut sys::uws_loop_t, limit: usize) -> Arc<Shared> {
+impl<C: Target> Shared<C> {
+    pub(crate) fn new(loop_: *mut sys::uws_loop_t, limit: usize) -> Arc<Shared<C>> {
         Arc::new(Shared {
             state: Mutex::new(SharedState {
                 loop_,
@@ -48,12 +85,12 @@ impl Shared {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, SharedState> {
+    fn lock(&self) -> MutexGuard<'_, SharedState<C>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes jobs run on `core` (once it has its final address).
-    pub(crate) fn attach(&self, core: &Core) {
+    pub(crate) fn attach(&self, core: &C) {
         self.lock().core = core;
     }
 
@@ -77,11 +114,43 @@ impl Shared {
             let _ = drop_contained(job);
         }
     }
+
+    /// Queues `job` for the loop's thread and wakes the loop.
+    pub(crate) fn queue(self: &Arc<Self>, job: Job<C>) -> Result<(), Error> {
+        let mut s = self.lock();
+        if s.loop_.is_null() {
+            drop(s);
+            let _ = drop_contained(job);
+            return Err(Error::NotRunning);
+        }
+        if s.jobs.len() >= self.limit {
+            drop(s);
+            let _ = drop_contained(job);
+            return Err(Error::QueueFull { limit: self.limit });
+        }
+        s.jobs.push(job);
+        if !s.scheduled {
+            s.scheduled = true;
+            let arg = Arc::into_raw(self.clone());
+            // SAFETY: the loop is alive (non-null under the lock: it is
+            // cleared before the loop goes away); `run_jobs`, or
+            // `drop_wakeup` if the loop is freed first, takes the Arc back.
+            unsafe {
+                sys::uws_loop_defer(
+                    s.loop_,
+                    Some(run_jobs::<C>),
+                    Some(drop_wakeup::<C>),
+                    arg.cast_mut().cast(),
+                )
+            };
+        }
+        Ok(())
+    }
 }
 
-unsafe extern "C" fn run_jobs(arg: *mut c_void) {
-    // SAFETY: `arg` came from `Arc::into_raw` in `ServerHandle::queue`.
-    let shared = unsafe { Arc::from_raw(arg as *const Shared) };
+unsafe extern "C" fn run_jobs<C: Target>(arg: *mut c_void) {
+    // SAFETY: `arg` came from `Arc::into_raw` in `Shared::queue`.
+    let shared = unsafe { Arc::from_raw(arg as *const Shared<C>) };
     let (core, jobs) = {
         let mut s = shared.lock();
         s.scheduled = false;
@@ -111,9 +180,9 @@ unsafe extern "C" fn run_jobs(arg: *mut c_void) {
     super::app::free_doomed();
 }
 
-unsafe extern "C" fn drop_wakeup(arg: *mut c_void) {
+unsafe extern "C" fn drop_wakeup<C: Target>(arg: *mut c_void) {
     // SAFETY: as in `run_jobs`: the loop was freed before it could run.
-    let shared = unsafe { Arc::from_raw(arg as *const Shared) };
+    let shared = unsafe { Arc::from_raw(arg as *const Shared<C>) };
     let _ = drop_contained(shared);
 }
 
@@ -191,36 +260,7 @@ impl<T> ServerHandle<T> {
     }
 
     fn queue(&self, job: Job) -> Result<(), Error> {
-        let mut s = self.shared.lock();
-        if s.loop_.is_null() {
-            drop(s);
-            let _ = drop_contained(job);
-            return Err(Error::NotRunning);
-        }
-        if s.jobs.len() >= self.shared.limit {
-            drop(s);
-            let _ = drop_contained(job);
-            return Err(Error::QueueFull {
-                limit: self.shared.limit,
-            });
-        }
-        s.jobs.push(job);
-        if !s.scheduled {
-            s.scheduled = true;
-            let arg = Arc::into_raw(self.shared.clone());
-            // SAFETY: the loop is alive (non-null under the lock: it is
-            // cleared before the loop goes away); `run_jobs`, or `drop_wakeup`
-            // if the loop is freed first, takes the Arc back.
-            unsafe {
-                sys::uws_loop_defer(
-                    s.loop_,
-                    Some(run_jobs),
-                    Some(drop_wakeup),
-                    arg.cast_mut().cast(),
-                )
-            };
-        }
-        Ok(())
+        self.shared.queue(job)
     }
 }
 
