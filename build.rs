@@ -25,6 +25,7 @@ fn main() {
         "uws_shim.cpp",
         "uws_client.h",
         "uws_client.cpp",
+        "uws_kind.hpp",
         "unity.cpp",
     ] {
         println!("cargo:rerun-if-changed={}", shim.join(file).display());
@@ -52,6 +53,7 @@ fn main() {
     build
         .cpp(true)
         .file(shim.join("unity.cpp"))
+        .file(shim.join("uws_client.cpp"))
         .include(&shim)
         .include(&usockets)
         .include(upstream.join("src"))

@@ -116,12 +116,12 @@ impl ClientHandler for Recorder {
 
 /// A client on a thread of its own: `connect`, then `run` until the loop
 /// has nothing left.
-pub struct Running {
+pub struct RunningClient {
     pub handle: ClientHandle<Conn>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Running {
+impl RunningClient {
     /// Waits (bounded) for the client's loop to end.
     pub fn join(mut self) {
         self.wait();
@@ -139,7 +139,7 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl Drop for RunningClient {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             let _ = self.handle.terminate();
@@ -149,7 +149,7 @@ impl Drop for Running {
 }
 
 /// Connects with `recorder` on a new thread and runs its loop there.
-pub fn spawn(url: &str, options: ConnectOptions, recorder: &Recorder) -> Running {
+pub fn spawn(url: &str, options: ConnectOptions, recorder: &Recorder) -> RunningClient {
     let (tx, rx) = mpsc::channel();
     let (url, recorder) = (url.to_string(), recorder.clone());
     let thread = std::thread::spawn(move || {
@@ -159,7 +159,7 @@ pub fn spawn(url: &str, options: ConnectOptions, recorder: &Recorder) -> Running
         uws::run();
     });
     let handle = rx.recv_timeout(TIMEOUT).expect("client did not start");
-    Running {
+    RunningClient {
         handle,
         thread: Some(thread),
     }

@@ -18,4 +18,3 @@ extern "C" {
 #include "crypto/sni_tree.cpp"
 
 #include "uws_shim.cpp"
-#include "uws_client.cpp"
