@@ -428,7 +428,8 @@ impl<H: ClientHandler> Conn<H> {
         }
         let slot = c.slot.get();
         let state = c.slot_state();
-        c.enter();
+        let hub = c.core.hub();
+        hub.enter();
         c.forget(state.id.get());
         state.ready.set(ReadyState::Closed);
         // SAFETY: live and not busy (a connection that has not opened is
@@ -438,7 +439,7 @@ impl<H: ClientHandler> Conn<H> {
         if let Err(e) = drop_contained(unsafe { Slot::free(slot) }) {
             dispatch::report(c, None, &e);
         }
-        c.leave();
+        hub.leave();
         // SAFETY: nothing refers to the connection any more.
         unsafe { Self::released(conn) };
     }
@@ -606,12 +607,8 @@ impl<H: ClientHandler> Events for Conn<H> {
     type Side = ClientSide;
     type Data = H::Data;
 
-    fn enter(&self) {
-        self.core.hub().enter();
-    }
-
-    fn leave(&self) {
-        self.core.hub().leave();
+    fn depth(&self) -> *const Cell<u32> {
+        self.core.hub().depth()
     }
 
     fn forget(&self, id: SocketId) {

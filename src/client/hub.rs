@@ -120,6 +120,11 @@ impl Hub {
             .filter(|h| !h.is_null())
     }
 
+    /// The count of client callbacks on the stack.
+    pub(crate) fn depth(&self) -> &Cell<u32> {
+        &self.depth
+    }
+
     pub(crate) fn loop_(&self) -> *mut sys::uws_loop_t {
         self.loop_
     }

@@ -7,6 +7,7 @@
 //! App dropped from inside its own callbacks is freed later, see
 //! [`App`](super::App)), and catches panics before they reach C++.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,12 +37,8 @@ impl<H: WebSocketHandler> Events for Ctx<H> {
     type Side = ServerSide;
     type Data = Data<H>;
 
-    fn enter(&self) {
-        self.core().enter();
-    }
-
-    fn leave(&self) {
-        self.core().leave();
+    fn depth(&self) -> *const Cell<u32> {
+        self.core().depth()
     }
 
     fn forget(&self, id: SocketId) {

@@ -87,6 +87,11 @@ impl Core {
         (asked && self.compress_sends).into()
     }
 
+    /// The count of this server's callbacks on the stack.
+    pub(crate) fn depth(&self) -> &Cell<u32> {
+        &self.depth
+    }
+
     /// Counts a callback of this server in (see [`leave`](Self::leave)).
     pub(crate) fn enter(&self) {
         self.depth.set(self.depth.get() + 1);

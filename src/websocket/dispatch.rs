@@ -13,6 +13,7 @@
 //! close handler ([`Events::released`]).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -31,10 +32,9 @@ pub(crate) trait Events: Sized + 'static {
     /// The sockets' contextual data.
     type Data: 'static;
 
-    /// Counts a callback of the owner in (see `App`'s drop) ...
-    fn enter(&self);
-    /// ... and out.
-    fn leave(&self);
+    /// The count of the owner's callbacks on the stack (see `App`'s drop):
+    /// the server's, or the thread's clients'. It outlives `self`.
+    fn depth(&self) -> *const Cell<u32>;
     /// The socket is closing: from now on its id resolves to nothing.
     fn forget(&self, id: SocketId);
     /// The native socket opened.
@@ -149,8 +149,9 @@ pub(crate) unsafe fn dispatch<E: Events>(
     if busy {
         return;
     }
-    // SAFETY: `e` is valid until the close below.
-    unsafe { (*e).enter() };
+    // SAFETY: `e` is valid until the close below; the count outlives it.
+    let depth = unsafe { &*(*e).depth() };
+    depth.set(depth.get() + 1);
     // SAFETY: live and not busy.
     let panicked = unsafe { handed(e, slot, name, f) };
     // SAFETY: live slot; `deferred` and `ready` are read before anything
@@ -159,8 +160,6 @@ pub(crate) unsafe fn dispatch<E: Events>(
         let state = &(*slot).state;
         (state.deferred_close.take(), state.ready.get())
     };
-    // SAFETY: as above; counted out before a close may free `e`.
-    unsafe { (*e).leave() };
     match deferred {
         // SAFETY: not busy any more; the socket closed during `f` and its
         // close handler is still owed.
@@ -178,6 +177,7 @@ pub(crate) unsafe fn dispatch<E: Events>(
         }
         None => {}
     }
+    depth.set(depth.get() - 1);
 }
 
 /// Runs the close handler and frees the slot (dropping the data), then
@@ -192,8 +192,9 @@ pub(crate) unsafe fn close_now<E: Events>(
     code: i32,
     reason: &[u8],
 ) {
-    // SAFETY: valid until `released` below.
-    unsafe { (*e).enter() };
+    // SAFETY: valid until `released` below; the count outlives it.
+    let depth = unsafe { &*(*e).depth() };
+    depth.set(depth.get() + 1);
     {
         // SAFETY: live slot, state reached shared.
         let state = unsafe { &(*slot).state };
@@ -213,11 +214,9 @@ pub(crate) unsafe fn close_now<E: Events>(
         // SAFETY: `e` is still valid.
         report(unsafe { &*e }, None, &err);
     }
-    // SAFETY: as above; nothing uses `e` after `released`.
-    unsafe {
-        (*e).leave();
-        E::released(e);
-    }
+    depth.set(depth.get() - 1);
+    // SAFETY: nothing uses `e` after `released`.
+    unsafe { E::released(e) };
 }
 
 /// Runs `f` on a socket from outside its handlers (`with_socket`): `None`

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub struct Recorder {
     pub log: EventLog,
     pub script: Script,
     pub drops: Arc<AtomicUsize>,
+    /// Every error, in `Debug` form.
+    pub errors: Arc<Mutex<Vec<String>>>,
 }
 
 impl Recorder {
@@ -51,6 +53,7 @@ impl Recorder {
             log: EventLog::default(),
             script,
             drops: Arc::default(),
+            errors: Arc::default(),
         }
     }
 
@@ -111,6 +114,7 @@ impl ClientHandler for Recorder {
                 .push(format!("error-state:{}", ws.ready_state().to_bun()));
         }
         self.log.push(format!("error:{error}"));
+        self.errors.lock().unwrap().push(format!("{error:?}"));
     }
 }
 
