@@ -1,0 +1,2 @@
+fn assert_send<T: Send + ?Sized>() {}
+fn main() { assert_send::<uws::ClientWebSocket<()>>(); }
