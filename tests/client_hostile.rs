@@ -303,6 +303,27 @@ fn protocol_errors_fail_with_the_right_code() {
 }
 
 #[test]
+fn invalid_text_fails_fast_before_the_message_ends() {
+    let events = after_handshake(|s| {
+        // "κό" then an invalid byte, in fragments; the last never comes.
+        s.write_all(&frame(0x01, &[0xce, 0xba, 0xe1])).unwrap();
+        s.write_all(&frame(0x00, &[0xbd, 0xb9])).unwrap();
+        s.write_all(&frame(0x00, &[0xff])).unwrap();
+        assert_eq!(read_close(s), 1007);
+    });
+    assert_eq!(events, ["open:", "close:1007:Received invalid UTF-8"]);
+    // A code point split across fragments is fine.
+    let events = after_handshake(|s| {
+        s.write_all(&frame(0x01, &[b'a', 0xe2])).unwrap();
+        s.write_all(&frame(0x00, &[0x82])).unwrap();
+        s.write_all(&frame(0x80, &[0xac])).unwrap();
+        s.write_all(&frame(0x88, &[0x03, 0xe8])).unwrap();
+        assert_eq!(read_close(s), 1000);
+    });
+    assert_eq!(events, ["open:", "message:a€", "close:1000:"]);
+}
+
+#[test]
 fn fragments_are_joined_and_pings_answered_between_them() {
     let events = after_handshake(|s| {
         let mut all = frame(0x01, b"frag");

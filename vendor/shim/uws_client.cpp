@@ -59,6 +59,8 @@ struct Data : uWS::AsyncSocketData<SSL> {
     // Fragments of a message (and of a control frame split across reads).
     std::string fragments;
     unsigned int controlTipLength = 0;
+    // How much of a fragmented text message is known to be valid UTF-8.
+    size_t utf8Checked = 0;
     Phase phase = Phase::Connecting;
     // Inside a frame whose header has been checked.
     bool inFrame = false;
@@ -439,6 +441,50 @@ inline bool validCloseCode(unsigned int code) {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
+// How many bytes of s[0, length) are whole, valid UTF-8 code points
+// (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF). Sets
+// `invalid` when what follows them cannot start a valid code point, not
+// even with more bytes to come.
+inline size_t utf8Prefix(const unsigned char *s, size_t length, bool &invalid) {
+    size_t i = 0;
+    invalid = false;
+    while (i < length) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned char low = 0x80, high = 0xbf;  // allowed range of the second byte
+        if (c >= 0xc2 && c <= 0xdf) {
+            need = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            low = c == 0xe0 ? 0xa0 : 0x80;
+            high = c == 0xed ? 0x9f : 0xbf;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            low = c == 0xf0 ? 0x90 : 0x80;
+            high = c == 0xf4 ? 0x8f : 0xbf;
+        } else {
+            invalid = true;
+            return i;
+        }
+        for (size_t k = 1; k <= need; k++) {
+            if (i + k == length) {
+                return i;  // incomplete: more may come
+            }
+            unsigned char b = s[i + k];
+            if (k == 1 ? (b < low || b > high) : (b & 0xc0) != 0x80) {
+                invalid = true;
+                return i;
+            }
+        }
+        i += need + 1;
+    }
+    return i;
+}
+
 // Whether the header in front of a frame's payload is one a server may
 // send: no mask, and the shortest length encoding. The parser only gives
 // us the payload; the header sits right before it.
@@ -501,6 +547,17 @@ bool Impl<SSL>::handleFragment(char *data, size_t length, unsigned int remaining
             return true;
         }
         d->fragments.append(data, length);
+        // Fail fast on invalid text: check what arrived, not only the
+        // whole message (compressed text is checked once inflated).
+        if (opCode == 1 && d->compression != Data<SSL>::COMPRESSED_FRAME) {
+            bool invalid;
+            d->utf8Checked += utf8Prefix((const unsigned char *) d->fragments.data() + d->utf8Checked,
+                                         d->fragments.length() - d->utf8Checked, invalid);
+            if (invalid) {
+                socket->fail(1007, uWS::ERR_INVALID_TEXT);
+                return true;
+            }
+        }
         if (remainingBytes || !fin) {
             return false;
         }
@@ -535,6 +592,7 @@ bool Impl<SSL>::handleFragment(char *data, size_t length, unsigned int remaining
             return true;
         }
         d->fragments.clear();
+        d->utf8Checked = 0;
         return false;
     }
 
