@@ -4,14 +4,16 @@
 //!
 //! ```text
 //! cargo run --release --example autobahn_client -- ws://127.0.0.1:9001
-//!     [--agent NAME] [--compress]
+//!     [--agent NAME] [--compress] [--parallel N]
 //! ```
 //!
 //! `getCaseCount`, then `runCase?case=N&agent=NAME` for every case (each
 //! message is sent back with its opcode), then `updateReports`. With
 //! `--compress` the client offers permessage-deflate (shared compressor
 //! and decompressor, which asks the server for no context takeover) and
-//! compresses every echo: what groups 12 and 13 need.
+//! compresses every echo: what groups 12 and 13 need. `--parallel` runs
+//! up to N cases at once (default 1, as the standard driver does), all on
+//! one loop: each case that ends starts the next.
 //! Exits 1 when a connection fails before it opens.
 
 #[path = "common/args.rs"]
@@ -25,13 +27,11 @@ use uws::{
     WebSocketOptions,
 };
 
-const USAGE: &str = "usage: autobahn_client URL [--agent NAME] [--compress]\n";
+const USAGE: &str = "usage: autobahn_client URL [--agent NAME] [--compress] [--parallel N]\n";
+const VALUED: &[&str] = &["--agent", "--parallel"];
 
-/// One step of the driver.
+/// A step of the driver around the cases: keeps the first text message.
 struct Step {
-    /// Echo every message (a case), or keep the first text (the count).
-    echo: bool,
-    compress: bool,
     text: Rc<Cell<Option<String>>>,
     failed: Rc<Cell<bool>>,
 }
@@ -39,10 +39,8 @@ struct Step {
 impl ClientHandler for Step {
     type Data = ();
 
-    fn message(&self, ws: &mut ClientWebSocket<()>, message: Message<'_>) {
-        if self.echo {
-            ws.send(message, self.compress);
-        } else if let Message::Text(t) = message {
+    fn message(&self, _ws: &mut ClientWebSocket<()>, message: Message<'_>) {
+        if let Message::Text(t) = message {
             self.text.set(Some(t.to_string()));
         }
     }
@@ -55,12 +53,10 @@ impl ClientHandler for Step {
 
 /// Connects to `url`, runs until the connection is closed; returns the
 /// first text message and whether the connection failed.
-fn step(url: &str, options: &ConnectOptions, echo: bool, compress: bool) -> (Option<String>, bool) {
+fn step(url: &str, options: &ConnectOptions) -> (Option<String>, bool) {
     let text = Rc::new(Cell::new(None));
     let failed = Rc::new(Cell::new(false));
     let handler = Step {
-        echo,
-        compress,
         text: text.clone(),
         failed: failed.clone(),
     };
@@ -72,10 +68,56 @@ fn step(url: &str, options: &ConnectOptions, echo: bool, compress: bool) -> (Opt
     (text.take(), failed.get())
 }
 
+/// The cases: each one that ends starts the next.
+#[derive(Clone)]
+struct Cases {
+    base: String,
+    agent: String,
+    options: ConnectOptions,
+    compress: bool,
+    count: usize,
+    next: Rc<Cell<usize>>,
+    failures: Rc<Cell<usize>>,
+}
+
+impl Cases {
+    fn start_next(&self) {
+        let case = self.next.get();
+        if case > self.count {
+            return;
+        }
+        self.next.set(case + 1);
+        eprintln!("case {case}/{}", self.count);
+        let url = format!("{}/runCase?case={case}&agent={}", self.base, self.agent);
+        if let Err(e) = uws::connect(&url, self.options.clone(), self.clone(), ()) {
+            eprintln!("autobahn_client: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+impl ClientHandler for Cases {
+    type Data = ();
+
+    fn message(&self, ws: &mut ClientWebSocket<()>, message: Message<'_>) {
+        ws.send(message, self.compress);
+    }
+
+    fn close(&self, _ws: &mut ClientWebSocket<()>, _code: u16, _reason: &str) {
+        self.start_next();
+    }
+
+    fn error(&self, _ws: Option<&mut ClientWebSocket<()>>, error: &Error) {
+        eprintln!("autobahn_client: {error}");
+        self.failures.set(self.failures.get() + 1);
+        self.start_next();
+    }
+}
+
 fn main() {
     let args = args::Args::from_env();
-    args.check(USAGE, &["--agent"], &["--compress"], 1..=1);
-    let base = args.positional(&["--agent"]).remove(0);
+    args.check(USAGE, VALUED, &["--compress"], 1..=1);
+    let base = args.positional(VALUED).remove(0);
     let base = base.trim_end_matches('/');
     let agent = args.get("--agent", "uws".to_string());
     let compress = args.flag("--compress");
@@ -89,7 +131,7 @@ fn main() {
         },
         ..Default::default()
     };
-    let (count, failed) = step(&format!("{base}/getCaseCount"), &options, false, false);
+    let (count, failed) = step(&format!("{base}/getCaseCount"), &options);
     let count: usize = match count.and_then(|c| c.trim().parse().ok()) {
         Some(n) if !failed => n,
         _ => {
@@ -97,20 +139,21 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut failures = 0;
-    for case in 1..=count {
-        eprintln!("case {case}/{count}");
-        let url = format!("{base}/runCase?case={case}&agent={agent}");
-        if step(&url, &options, true, compress).1 {
-            failures += 1;
-        }
+    let cases = Cases {
+        base: base.to_string(),
+        agent: agent.clone(),
+        options: options.clone(),
+        compress,
+        count,
+        next: Rc::new(Cell::new(1)),
+        failures: Rc::new(Cell::new(0)),
+    };
+    for _ in 0..args.get("--parallel", 1usize).max(1) {
+        cases.start_next();
     }
-    step(
-        &format!("{base}/updateReports?agent={agent}"),
-        &options,
-        false,
-        false,
-    );
+    uws::run();
+    let failures = cases.failures.get();
+    step(&format!("{base}/updateReports?agent={agent}"), &options);
     eprintln!("autobahn_client: {count} cases run, {failures} connections failed");
     std::process::exit(i32::from(failures > 0));
 }

@@ -21,9 +21,7 @@ mod args;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use uws::{
-    ClientHandler, ClientTls, ClientWebSocket, ConnectOptions, Error, Message, Pem,
-};
+use uws::{ClientHandler, ClientTls, ClientWebSocket, ConnectOptions, Error, Message, Pem};
 
 const USAGE: &str = "usage: client URL [--header 'K: V']... [--protocol P]... [--send TEXT]... \
 [--count N] [--ca PATH]\n";

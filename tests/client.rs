@@ -531,46 +531,6 @@ fn a_message_over_max_payload_fails_with_1009() {
     });
 }
 
-#[test]
-fn backpressure_then_drain() {
-    let (_probe, server) = probe_server();
-    struct Flood(EventLog);
-    impl ClientHandler for Flood {
-        type Data = ();
-        fn open(&self, ws: &mut ClientWebSocket<()>) {
-            let chunk = vec![7u8; 1 << 20];
-            for i in 0..64 {
-                if ws.send_binary(&chunk) == SendStatus::Backpressure {
-                    self.0
-                        .push(format!("backpressure:{}", ws.buffered_amount() > 0));
-                    return;
-                }
-                assert!(i < 63, "never backpressure");
-            }
-        }
-        fn drain(&self, ws: &mut ClientWebSocket<()>) {
-            self.0.push("drain".into());
-            if ws.buffered_amount() == 0 {
-                let _ = ws.close(1000, "");
-            }
-        }
-    }
-    let log = EventLog::default();
-    let (url, l) = (server.url("/?name=flood"), log.clone());
-    std::thread::spawn(move || {
-        uws::connect(&url, ConnectOptions::default(), Flood(l), ()).unwrap();
-        uws::run();
-    })
-    .join()
-    .unwrap();
-    let events = log.events();
-    assert_eq!(events[0], "backpressure:true");
-    assert!(
-        events.len() >= 2 && events[1..].iter().all(|e| e == "drain"),
-        "{events:?}"
-    );
-}
-
 /// A server that opens a client connection to an upstream server for
 /// every socket and relays both ways: `Server::connect` and handles used
 /// on the same thread.

@@ -375,6 +375,48 @@ fn a_connection_lost_after_open_is_1006() {
 }
 
 #[test]
+fn backpressure_then_drain() {
+    struct Flood(common::probe::EventLog);
+    impl uws::ClientHandler for Flood {
+        type Data = ();
+        fn open(&self, ws: &mut uws::ClientWebSocket<()>) {
+            let chunk = vec![7u8; 1 << 20];
+            for _ in 0..256 {
+                if ws.send_binary(&chunk) == uws::SendStatus::Backpressure {
+                    self.0
+                        .push(format!("backpressure:{}", ws.buffered_amount() > 0));
+                    return;
+                }
+            }
+            self.0.push("never backpressure".into());
+        }
+        fn drain(&self, ws: &mut uws::ClientWebSocket<()>) {
+            if ws.buffered_amount() == 0 {
+                self.0.push("drained".into());
+                let _ = ws.close(1000, "");
+            }
+        }
+    }
+    let (url, server) = raw_server(|s, key| {
+        s.write_all(accept_head(key, "").as_bytes()).unwrap();
+        // Read nothing for a while: the client's buffers fill up.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(read_close(s), 1000);
+        s.write_all(&frame(0x88, &[0x03, 0xe8])).unwrap();
+    });
+    let log = common::probe::EventLog::default();
+    let l = log.clone();
+    std::thread::spawn(move || {
+        uws::connect(&url, ConnectOptions::default(), Flood(l), ()).unwrap();
+        uws::run();
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
+    assert_eq!(log.events(), ["backpressure:true", "drained"]);
+}
+
+#[test]
 fn what_the_client_sends_is_masked() {
     let (url, server) = raw_server(|s, key| {
         s.write_all(accept_head(key, "").as_bytes()).unwrap();

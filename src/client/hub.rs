@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::client::conn::ClientCore;
 use crate::error::Error;
 use crate::registry::{Registry, SocketId};
-use crate::server::{Shared, Target, ThreadLoop};
+use crate::server::{thread_exiting, Shared, Target, ThreadLoop};
 use crate::sys;
 use crate::websocket::slot::SocketState;
 
@@ -216,6 +216,8 @@ impl Hub {
     unsafe fn teardown(hub: *mut Hub) {
         // SAFETY: the caller's promise; freed at the end.
         let h = unsafe { &*hub };
+        // We run at thread exit: the loop goes with the last claim on it.
+        thread_exiting();
         h.shared.close();
         loop {
             let ids = h.registry.borrow().ids();

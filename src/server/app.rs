@@ -53,6 +53,11 @@ impl Drop for ThreadGuard {
     }
 }
 
+/// This thread is exiting (its loop goes once nothing uses it).
+pub(crate) fn thread_exiting() {
+    EXITING.with(|e| e.set(true));
+}
+
 fn free_loop_if_unused() {
     if APPS.with(Cell::get) == 0 && EXITING.with(Cell::get) && !RUNNING.with(Cell::get) {
         let l = LOOP.with(|l| l.replace(ptr::null_mut()));

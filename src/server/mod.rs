@@ -31,7 +31,7 @@ use crate::websocket::{
 };
 
 pub use app::App;
-pub(crate) use app::{run_thread_loop, ThreadLoop};
+pub(crate) use app::{run_thread_loop, thread_exiting, ThreadLoop};
 pub use handle::{OwnedMessage, ServerHandle};
 pub(crate) use handle::{Shared, Target};
 
