@@ -23,7 +23,7 @@ pub use side::{ClientSide, ServerSide, Side};
 use slot::SocketState;
 
 /// One WebSocket with its contextual data `T`, on either end of a
-/// connection: see [`ServerWebSocket`] and [`ClientWebSocket`], the names
+/// connection: see [`ServerWebSocket`] and [`ClientWebSocket`](crate::ClientWebSocket), the names
 /// to use. Both offer the same methods to send, close and inspect a
 /// socket; the server's adds pub/sub, the client's its protocol.
 ///
