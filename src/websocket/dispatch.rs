@@ -172,7 +172,7 @@ pub(crate) unsafe fn dispatch<E: Events>(
             // handler at once.
             unsafe {
                 let ssl = E::Side::ssl(&*(*slot).state.core);
-                E::Side::end(ssl, ws, 1011, reason.as_ptr().cast(), reason.len())
+                (E::Side::END)(ssl, ws, 1011, reason.as_ptr().cast(), reason.len())
             };
         }
         None => {}

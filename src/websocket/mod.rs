@@ -102,7 +102,7 @@ fn send_raw<S: Side>(
     // SAFETY: the socket is open (checked through its state) and `ws` is
     // of this side and kind `ssl`; the payload is borrowed for the call.
     let status = unsafe {
-        S::send(
+        (S::SEND)(
             S::ssl(core),
             ws,
             payload.as_ptr().cast(),
@@ -256,7 +256,7 @@ impl<S: Side, T> WebSocket<S, T> {
             // SAFETY: the socket was open; the native close callback sees
             // it busy and defers our close handler.
             unsafe {
-                S::end(
+                (S::END)(
                     self.ssl(),
                     ws,
                     code.into(),
@@ -274,7 +274,7 @@ impl<S: Side, T> WebSocket<S, T> {
         if let Some(ws) = self.raw() {
             self.state().ready.set(ReadyState::Closing);
             // SAFETY: as in `close`.
-            unsafe { S::close(self.ssl(), ws) };
+            unsafe { (S::CLOSE)(self.ssl(), ws) };
         }
     }
 

@@ -8,6 +8,22 @@ use std::ffi::{c_char, c_int};
 
 use crate::sys;
 
+/// The native send of one side: socket, payload, opcode, compress.
+pub(crate) type SendFn = unsafe extern "C" fn(
+    c_int,
+    *mut sys::uws_ws_t,
+    *const c_char,
+    usize,
+    sys::uws_opcode_t,
+    c_int,
+) -> sys::uws_send_status_t;
+/// The native end (close frame, then the close callback): socket, code,
+/// reason.
+pub(crate) type EndFn =
+    unsafe extern "C" fn(c_int, *mut sys::uws_ws_t, c_int, *const c_char, usize);
+/// The native close (at once, the close callback sees 1006).
+pub(crate) type CloseFn = unsafe extern "C" fn(c_int, *mut sys::uws_ws_t);
+
 pub(crate) mod private {
     use super::*;
 
@@ -18,39 +34,17 @@ pub(crate) mod private {
         type Core: 'static;
         /// `"ServerWebSocket"` or `"ClientWebSocket"` (for `Debug`).
         const NAME: &'static str;
+        /// Sends one message. Safety: `ws` is an open socket of this side
+        /// and kind `ssl`; the payload is readable for the call.
+        const SEND: SendFn;
+        /// Sends a close frame and runs the close callback (same contract).
+        const END: EndFn;
+        /// Closes the connection at once (same contract).
+        const CLOSE: CloseFn;
         /// Plain (0) or TLS (1), as the shim's functions take it.
         fn ssl(core: &Self::Core) -> c_int;
         /// The native `compress` flag for a send that asked for `asked`.
         fn compress(core: &Self::Core, asked: bool) -> c_int;
-        /// Sends one message.
-        ///
-        /// # Safety
-        /// `ws` is an open socket of this side and kind `ssl`; `data`
-        /// points at `length` readable bytes (or `length` is 0).
-        unsafe fn send(
-            ssl: c_int,
-            ws: *mut sys::uws_ws_t,
-            data: *const c_char,
-            length: usize,
-            opcode: sys::uws_opcode_t,
-            compress: c_int,
-        ) -> sys::uws_send_status_t;
-        /// Sends a close frame and runs the close callback.
-        ///
-        /// # Safety
-        /// As for [`send`](Self::send), with `message` and `length`.
-        unsafe fn end(
-            ssl: c_int,
-            ws: *mut sys::uws_ws_t,
-            code: c_int,
-            message: *const c_char,
-            length: usize,
-        );
-        /// Closes the connection at once (the close callback sees 1006).
-        ///
-        /// # Safety
-        /// `ws` is an open socket of this side and kind `ssl`.
-        unsafe fn close(ssl: c_int, ws: *mut sys::uws_ws_t);
     }
 }
 
@@ -65,6 +59,9 @@ pub enum ServerSide {}
 impl private::Sealed for ServerSide {
     type Core = crate::server::Core;
     const NAME: &'static str = "ServerWebSocket";
+    const SEND: SendFn = sys::uws_ws_send;
+    const END: EndFn = sys::uws_ws_end;
+    const CLOSE: CloseFn = sys::uws_ws_close;
 
     fn ssl(core: &Self::Core) -> c_int {
         core.ssl
@@ -72,34 +69,6 @@ impl private::Sealed for ServerSide {
 
     fn compress(core: &Self::Core, asked: bool) -> c_int {
         core.compress(asked)
-    }
-
-    unsafe fn send(
-        ssl: c_int,
-        ws: *mut sys::uws_ws_t,
-        data: *const c_char,
-        length: usize,
-        opcode: sys::uws_opcode_t,
-        compress: c_int,
-    ) -> sys::uws_send_status_t {
-        // SAFETY: the caller's promise.
-        unsafe { sys::uws_ws_send(ssl, ws, data, length, opcode, compress) }
-    }
-
-    unsafe fn end(
-        ssl: c_int,
-        ws: *mut sys::uws_ws_t,
-        code: c_int,
-        message: *const c_char,
-        length: usize,
-    ) {
-        // SAFETY: the caller's promise.
-        unsafe { sys::uws_ws_end(ssl, ws, code, message, length) }
-    }
-
-    unsafe fn close(ssl: c_int, ws: *mut sys::uws_ws_t) {
-        // SAFETY: the caller's promise.
-        unsafe { sys::uws_ws_close(ssl, ws) }
     }
 }
 
@@ -112,6 +81,9 @@ pub enum ClientSide {}
 impl private::Sealed for ClientSide {
     type Core = crate::client::ClientCore;
     const NAME: &'static str = "ClientWebSocket";
+    const SEND: SendFn = sys::uws_client_send;
+    const END: EndFn = sys::uws_client_end;
+    const CLOSE: CloseFn = sys::uws_client_close;
 
     fn ssl(core: &Self::Core) -> c_int {
         core.ssl
@@ -119,34 +91,6 @@ impl private::Sealed for ClientSide {
 
     fn compress(core: &Self::Core, asked: bool) -> c_int {
         (asked && core.compress_sends.get()).into()
-    }
-
-    unsafe fn send(
-        ssl: c_int,
-        ws: *mut sys::uws_ws_t,
-        data: *const c_char,
-        length: usize,
-        opcode: sys::uws_opcode_t,
-        compress: c_int,
-    ) -> sys::uws_send_status_t {
-        // SAFETY: the caller's promise.
-        unsafe { sys::uws_client_send(ssl, ws, data, length, opcode, compress) }
-    }
-
-    unsafe fn end(
-        ssl: c_int,
-        ws: *mut sys::uws_ws_t,
-        code: c_int,
-        message: *const c_char,
-        length: usize,
-    ) {
-        // SAFETY: the caller's promise.
-        unsafe { sys::uws_client_end(ssl, ws, code, message, length) }
-    }
-
-    unsafe fn close(ssl: c_int, ws: *mut sys::uws_ws_t) {
-        // SAFETY: the caller's promise.
-        unsafe { sys::uws_client_close(ssl, ws) }
     }
 }
 

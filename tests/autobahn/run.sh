@@ -75,6 +75,28 @@ trap 'exit 143' TERM
 
 step() { printf '==> %s\n' "$*"; }
 
+# Sets `port` from the first line of $server_log ("... listening on
+# HOST:PORT") of the process $server_pid, named $1 in errors.
+wait_port() {
+    port=
+    for _ in $(seq 200); do
+        local line
+        line=$(head -n 1 "$server_log" 2>/dev/null || true)
+        if [[ $line =~ listening\ on\ .*:([0-9]+)$ ]]; then
+            port=${BASH_REMATCH[1]}
+            return 0
+        fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "autobahn: $1 exited before listening:" >&2
+            cat "$server_log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "autobahn: $1 did not print its port within 20 s" >&2
+    exit 1
+}
+
 # 1. The runner, in its own virtualenv.
 if [[ ! -x $venv/bin/python ]]; then
     step "creating virtualenv $venv"
@@ -98,23 +120,7 @@ if [[ $mode == client ]]; then
     "$venv/bin/kosoku" -m fuzzingserver -o "$out/report" "${selection[@]}" "$@" \
         127.0.0.1:0 >"$server_log" 2>&1 &
     server_pid=$!
-    port=
-    for _ in $(seq 200); do
-        if [[ $(cat "$server_log") =~ listening\ on\ ws://[^:]*:([0-9]+) ]]; then
-            port=${BASH_REMATCH[1]}
-            break
-        fi
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "autobahn: the fuzzing server exited before listening:" >&2
-            cat "$server_log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    if [[ -z $port ]]; then
-        echo "autobahn: the fuzzing server did not print its port within 20 s" >&2
-        exit 1
-    fi
+    wait_port "the fuzzing server"
     step "fuzzing server pid $server_pid on 127.0.0.1:$port; running our client over groups $groups (at most ${suite_timeout}s)"
     set +e
     timeout --kill-after=10 "$suite_timeout" "$root/target/release/examples/autobahn_client" \
@@ -144,24 +150,7 @@ server_log=$out/server.log
 # shellcheck disable=SC2086 # the extra flags are meant to split
 "$echo_bin" --port 0 "${server_args[@]}" ${AUTOBAHN_SERVER_ARGS:-} >"$server_log" 2>&1 &
 server_pid=$!
-port=
-for _ in $(seq 200); do
-    line=$(head -n 1 "$server_log" 2>/dev/null || true)
-    if [[ $line =~ ^listening\ on\ .*:([0-9]+)$ ]]; then
-        port=${BASH_REMATCH[1]}
-        break
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "autobahn: the echo server exited before listening:" >&2
-        cat "$server_log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z $port ]]; then
-    echo "autobahn: the echo server did not print its port within 20 s" >&2
-    exit 1
-fi
+wait_port "the echo server"
 step "echo server pid $server_pid on 127.0.0.1:$port"
 
 # 3. The suite.
