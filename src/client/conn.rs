@@ -471,6 +471,7 @@ impl<H: ClientHandler> Conn<H> {
                 host: c.host(),
                 source: io::Error::new(io::ErrorKind::NotFound, "no address"),
             },
+            // SAFETY: live and not open (the caller's promise).
             Ok(a) => match unsafe { Self::start(conn, a) } {
                 Ok(()) => return,
                 Err(e) => c.core.connect_error(e),
