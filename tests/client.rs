@@ -206,8 +206,14 @@ fn pings_are_answered_and_reported() {
     impl ClientHandler for Pinger {
         type Data = ();
         fn open(&self, ws: &mut ClientWebSocket<()>) {
+            assert_eq!(ws.handle().id(), ws.id());
             assert_eq!(ws.ping(b"from client"), SendStatus::Sent(11));
             assert_eq!(ws.ping(&[0; 126]), SendStatus::Dropped);
+            assert_eq!(ws.pong(b"unasked"), SendStatus::Sent(7));
+        }
+        fn pong(&self, ws: &mut ClientWebSocket<()>, data: &[u8]) {
+            self.0
+                .push(format!("pong:{}", String::from_utf8_lossy(data)));
             ws.send_text("ping from-server");
         }
         fn ping(&self, ws: &mut ClientWebSocket<()>, data: &[u8]) {
@@ -224,9 +230,10 @@ fn pings_are_answered_and_reported() {
     })
     .join()
     .unwrap();
-    assert_eq!(log.events(), ["ping:from-server"]);
+    assert_eq!(log.events(), ["pong:from client", "ping:from-server"]);
     wait_for("the server's pong", || probe.has("pong:p:from-server"));
     assert!(probe.has("ping:p:from client"), "{:?}", probe.events());
+    assert!(probe.has("pong:p:unasked"), "{:?}", probe.events());
 }
 
 #[test]
@@ -407,6 +414,24 @@ fn handles_send_and_close_from_other_threads() {
         handle.send(OwnedMessage::from("x"), false),
         Err(Error::NotRunning)
     ));
+}
+
+#[test]
+fn terminate_from_another_thread() {
+    let (probe, server) = probe_server();
+    let recorder = Recorder::new(Script::default());
+    let client = spawn(
+        &server.url("/?name=tt"),
+        ConnectOptions::default(),
+        &recorder,
+    );
+    wait_for("open", || recorder.log.has("open:"));
+    client.handle.terminate().unwrap();
+    client.join();
+    assert_eq!(recorder.log.events(), ["open:", "close:1006:"]);
+    wait_for("the server's close", || {
+        probe.count_prefix("close:tt:1006") == 1
+    });
 }
 
 #[test]

@@ -202,6 +202,7 @@ mod tests {
         assert_eq!(PublishStatus::Published(3).to_bun(), 3);
         assert_eq!(PublishStatus::NoSubscribers.to_bun(), 0);
         assert_eq!(ReadyState::Closing.to_bun(), 2);
+        assert_eq!(ReadyState::Connecting.to_bun(), 0);
     }
 
     #[test]
