@@ -34,6 +34,11 @@ pub use options::{ClientTls, ConnectOptions};
 /// [`data`](WebSocket::data), ... plus [`protocol`](Self::protocol),
 /// [`url`](Self::url) and [`handle`](Self::handle).
 ///
+/// Frames are masked as RFC 6455 requires, with uWebSockets' formatter,
+/// which draws masks from the C library's `rand()`: predictable, which
+/// matters for scripts in browsers aiming bytes at proxies, not for a
+/// native client sending its own data.
+///
 /// ```no_run
 /// use uws::*;
 ///

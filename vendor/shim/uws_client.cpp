@@ -1,6 +1,12 @@
 // uws_client.cpp: WebSocket client connections for the uws crate (see
 // uws_client.h). Part of the uws crate, not upstream code.
 //
+// Masks: formatMessage<false> draws each frame's mask from rand(), which
+// is predictable. RFC 6455 asks for unpredictable masks so that scripts in
+// browsers cannot aim bytes at proxies; a native client sending its own
+// data is not that threat, but a stronger source would need an upstream
+// patch (noted in the crate's client docs).
+//
 // A translation unit of its own, next to unity.cpp (the server side and
 // uSockets): in one unit, the client's code changed GCC's inlining of the
 // server's message paths (chat: 245 instead of 237 instructions per
