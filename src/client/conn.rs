@@ -111,15 +111,21 @@ impl ClientCore {
         reason: &str,
     ) {
         // SAFETY: the caller's promise; the core lives as long as the state.
-        let (state, core) = unsafe { (&*state, &*(*state).core) };
+        let (state, core_ptr) = unsafe { (&*state, (*state).core) };
+        // SAFETY: as above; not used once `abort` may have freed it.
+        let core = unsafe { &*core_ptr };
         match state.ready.get() {
             ReadyState::Connecting => {
-                let error = core.connect_error(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "closed before the connection opened",
-                ));
-                // SAFETY: the core's own hook, for a connection not open.
-                unsafe { (core.hooks.abort)(core, error) };
+                let (abort, error) = (
+                    core.hooks.abort,
+                    core.connect_error(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "closed before the connection opened",
+                    )),
+                );
+                // SAFETY: the core's own hook, for a connection not open;
+                // it frees the connection (and `state`).
+                unsafe { abort(core_ptr, error) };
             }
             ReadyState::Open => {
                 let ws = state.ws.get();
@@ -144,22 +150,29 @@ impl ClientCore {
         }
     }
 
-    /// Runs a deferred close (see `dispatch::with_open`).
+    /// Runs a deferred close (see `dispatch::with_open`). A pointer, not
+    /// `&self`: the connection is freed inside.
     ///
     /// # Safety
     /// As `dispatch::close_now` for this core's connection and `slot`.
-    pub(crate) unsafe fn close_deferred(&self, slot: *mut c_void, code: i32, reason: &[u8]) {
-        // SAFETY: the caller's promise.
-        unsafe { (self.hooks.close)(self, slot, code, reason) }
+    pub(crate) unsafe fn close_deferred(
+        core: *const ClientCore,
+        slot: *mut c_void,
+        code: i32,
+        reason: &[u8],
+    ) {
+        // SAFETY: the caller's promise; the hook is read before the call.
+        unsafe { ((*core).hooks.close)(core, slot, code, reason) }
     }
 
-    /// The host name's addresses arrived (on the loop's thread).
+    /// The host name's addresses arrived (on the loop's thread). A
+    /// pointer, not `&self`: a failure frees the connection inside.
     ///
     /// # Safety
-    /// `self` belongs to a registered connection.
-    pub(crate) unsafe fn resolved(&self, addresses: io::Result<Vec<SocketAddr>>) {
-        // SAFETY: the caller's promise.
-        unsafe { (self.hooks.resolved)(self, addresses) }
+    /// `core` belongs to a registered connection.
+    pub(crate) unsafe fn resolved(core: *const ClientCore, addresses: io::Result<Vec<SocketAddr>>) {
+        // SAFETY: the caller's promise; the hook is read before the call.
+        unsafe { ((*core).hooks.resolved)(core, addresses) }
     }
 }
 
@@ -336,7 +349,7 @@ fn resolve(hub: &Hub, id: SocketId, host: String, port: u16) {
         let job = move |hub: &Hub| {
             if let Some(state) = hub.connection(id) {
                 // SAFETY: registered, so live; the core outlives its state.
-                unsafe { (*(*state).core).resolved(addresses) };
+                unsafe { ClientCore::resolved((*state).core, addresses) };
             }
         };
         // Fails only once the thread's clients are gone: nothing to tell.
@@ -349,7 +362,7 @@ fn resolve(hub: &Hub, id: SocketId, host: String, port: u16) {
         let job = move |hub: &Hub| {
             if let Some(state) = hub.connection(id) {
                 // SAFETY: as above.
-                unsafe { (*(*state).core).resolved(Err(e)) };
+                unsafe { ClientCore::resolved((*state).core, Err(e)) };
             }
         };
         let _ = hub.shared.queue(Box::new(job));

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::client::hub::Hub;
+use crate::client::ClientCore;
 use crate::client::ClientWebSocket;
 use crate::error::Error;
 use crate::registry::SocketId;
@@ -82,9 +83,9 @@ fn with_socket_in<T, R>(
     // holds a `T`; a close that `f` causes runs the close handler after it
     // through the core's hook, which frees the slot.
     unsafe {
-        let core = &*(*slot).state.core;
+        let core = (*slot).state.core;
         with_open(slot, f, |code, reason| {
-            core.close_deferred(slot.cast(), code, reason)
+            ClientCore::close_deferred(core, slot.cast(), code, reason)
         })
     }
 }
