@@ -108,7 +108,8 @@ impl<T> ClientHandle<T> {
 impl<T: 'static> ClientHandle<T> {
     /// Runs `f` on the connection's thread, soon, with the socket: `None`
     /// when it is not open (still connecting, closing or closed) or a
-    /// handler holds it right now.
+    /// handler holds it right now. A panic in `f` is caught there and
+    /// printed to stderr (it has no handler to go to).
     pub fn defer(
         &self,
         f: impl FnOnce(Option<&mut ClientWebSocket<T>>) + Send + 'static,
