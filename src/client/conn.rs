@@ -25,9 +25,9 @@ use crate::registry::SocketId;
 use crate::server::Target as _;
 use crate::sys;
 use crate::tls::Pem;
-use crate::websocket::dispatch::{self, drop_contained, Events, SlotOf, Socket};
+use crate::websocket::dispatch::{self, drop_contained, Events, SlotOf};
 use crate::websocket::slot::{Slot, SocketState};
-use crate::websocket::{ClientSide, Message, ReadyState};
+use crate::websocket::{ClientSide, ReadyState};
 
 /// What a client socket's state points at: the connection's own facts,
 /// whatever its handler type (`pub` only for the sealed `Side` trait).
@@ -634,33 +634,7 @@ impl<H: ClientHandler> Events for Conn<H> {
         state.ready.set(ReadyState::Open);
     }
 
-    fn report(&self, ws: Option<&mut Socket<Self>>, error: &Error) {
-        self.handler.error(ws, error);
-    }
-
-    fn open(&self, ws: &mut Socket<Self>) {
-        self.handler.open(ws);
-    }
-
-    fn message(&self, ws: &mut Socket<Self>, message: Message<'_>) {
-        self.handler.message(ws, message);
-    }
-
-    fn drain(&self, ws: &mut Socket<Self>) {
-        self.handler.drain(ws);
-    }
-
-    fn ping(&self, ws: &mut Socket<Self>, data: &[u8]) {
-        self.handler.ping(ws, data);
-    }
-
-    fn pong(&self, ws: &mut Socket<Self>, data: &[u8]) {
-        self.handler.pong(ws, data);
-    }
-
-    fn close(&self, ws: &mut Socket<Self>, code: u16, reason: &str) {
-        self.handler.close(ws, code, reason);
-    }
+    crate::websocket::dispatch::handler_events!();
 
     unsafe fn released(this: *const Self) {
         // SAFETY: made by `Box::into_raw` in `connect`; the caller's

@@ -20,10 +20,10 @@ use crate::registry::SocketId;
 use crate::server::{Core, Hooks, Server};
 use crate::sys;
 use crate::upgrade::UpgradeOptions;
-use crate::websocket::dispatch::{self, close_now, Events, Socket};
+use crate::websocket::dispatch::{self, close_now, Events};
 pub(crate) use crate::websocket::dispatch::{caught, drop_contained};
 use crate::websocket::slot::{Slot, SocketState};
-use crate::websocket::{Message, ReadyState, ServerSide};
+use crate::websocket::{ReadyState, ServerSide};
 
 /// What the native callbacks point at: the handler and its server.
 pub(crate) struct Ctx<H: WebSocketHandler> {
@@ -50,33 +50,7 @@ impl<H: WebSocketHandler> Events for Ctx<H> {
         state.id.set(self.core().registry.borrow_mut().insert(slot));
     }
 
-    fn report(&self, ws: Option<&mut Socket<Self>>, error: &Error) {
-        self.handler.error(ws, error);
-    }
-
-    fn open(&self, ws: &mut Socket<Self>) {
-        self.handler.open(ws);
-    }
-
-    fn message(&self, ws: &mut Socket<Self>, message: Message<'_>) {
-        self.handler.message(ws, message);
-    }
-
-    fn drain(&self, ws: &mut Socket<Self>) {
-        self.handler.drain(ws);
-    }
-
-    fn ping(&self, ws: &mut Socket<Self>, data: &[u8]) {
-        self.handler.ping(ws, data);
-    }
-
-    fn pong(&self, ws: &mut Socket<Self>, data: &[u8]) {
-        self.handler.pong(ws, data);
-    }
-
-    fn close(&self, ws: &mut Socket<Self>, code: u16, reason: &str) {
-        self.handler.close(ws, code, reason);
-    }
+    crate::websocket::dispatch::handler_events!();
 }
 
 impl<H: WebSocketHandler> Ctx<H> {

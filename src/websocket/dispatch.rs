@@ -64,6 +64,55 @@ pub(crate) trait Events: Sized + 'static {
     }
 }
 
+/// The handler methods of an [`Events`] implementation whose `handler`
+/// field has methods of the same names (the server's and the client's
+/// handler traits), `report` going to its `error`.
+macro_rules! handler_events {
+    () => {
+        fn report(
+            &self,
+            ws: Option<&mut $crate::websocket::dispatch::Socket<Self>>,
+            error: &$crate::Error,
+        ) {
+            self.handler.error(ws, error);
+        }
+
+        fn open(&self, ws: &mut $crate::websocket::dispatch::Socket<Self>) {
+            self.handler.open(ws);
+        }
+
+        fn message(
+            &self,
+            ws: &mut $crate::websocket::dispatch::Socket<Self>,
+            message: $crate::Message<'_>,
+        ) {
+            self.handler.message(ws, message);
+        }
+
+        fn drain(&self, ws: &mut $crate::websocket::dispatch::Socket<Self>) {
+            self.handler.drain(ws);
+        }
+
+        fn ping(&self, ws: &mut $crate::websocket::dispatch::Socket<Self>, data: &[u8]) {
+            self.handler.ping(ws, data);
+        }
+
+        fn pong(&self, ws: &mut $crate::websocket::dispatch::Socket<Self>, data: &[u8]) {
+            self.handler.pong(ws, data);
+        }
+
+        fn close(
+            &self,
+            ws: &mut $crate::websocket::dispatch::Socket<Self>,
+            code: u16,
+            reason: &str,
+        ) {
+            self.handler.close(ws, code, reason);
+        }
+    };
+}
+pub(crate) use handler_events;
+
 /// The socket type of an [`Events`] implementation.
 pub(crate) type Socket<E> = WebSocket<<E as Events>::Side, <E as Events>::Data>;
 /// Its slot.
