@@ -31,7 +31,14 @@ fn main() {
     let shim = manifest_dir.join("vendor/shim");
     let patch_dir = manifest_dir.join("vendor/patches");
 
-    for file in ["uws_shim.h", "uws_shim.cpp", "unity.cpp"] {
+    for file in [
+        "uws_shim.h",
+        "uws_shim.cpp",
+        "uws_client.h",
+        "uws_client.cpp",
+        "uws_kind.hpp",
+        "unity.cpp",
+    ] {
         println!("cargo:rerun-if-changed={}", shim.join(file).display());
     }
     println!("cargo:rerun-if-changed=vendor/pin.toml");
@@ -91,6 +98,7 @@ fn main() {
     build
         .cpp(true)
         .file(shim.join("unity.cpp"))
+        .file(shim.join("uws_client.cpp"))
         .include(&shim)
         .include(&usockets)
         .include(tree.join("src"))

@@ -132,15 +132,8 @@ if [[ $BUILD == 1 ]]; then
         [[ -n "$OURS_KINDS" ]] && HAVE_OURS=1
     fi
     if want bun; then
-        if [[ -x "$BUN" && "$("$BUN" --version 2>/dev/null)" == "$BUN_VERSION" ]]; then
-            :
-        elif command -v npm >/dev/null; then
-            log "installing $BUN_PKG@$BUN_VERSION into benches/.tools/"
-            mkdir -p "$TOOLS"
-            npm install --no-save --no-package-lock --no-audit --no-fund --prefix "$TOOLS" \
-                "$BUN_PKG@$BUN_VERSION" > "$RES/install-bun.log" 2>&1 ||
-                log "npm install of $BUN_PKG failed, see $RES/install-bun.log"
-        fi
+        log "Bun $BUN_VERSION (benches/bun/install.sh, into benches/.tools/)"
+        benches/bun/install.sh "$BUN_VERSION" "$RES/install-bun.log" > /dev/null
         if [[ -x "$BUN" ]] && "$BUN" --version > "$RES/bun-version.txt" 2>&1; then
             HAVE_BUN=1
         else

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong when starting or running a server.
+/// Everything that can go wrong when starting or running a server, or
+/// when connecting as a client.
 ///
 /// Bad option values are reported here instead of reaching uWebSockets,
 /// which would abort the process on some of them.
@@ -96,5 +97,49 @@ pub enum Error {
     QueueFull {
         /// The limit that was reached.
         limit: usize,
+    },
+    /// A client connection's host name did not resolve.
+    #[error("could not resolve {host}: {source}")]
+    Dns {
+        /// The host name from the URL.
+        host: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// A client connection could not be made: refused, unreachable, reset,
+    /// timed out (`ErrorKind::TimedOut`, see
+    /// [`ConnectOptions::connect_timeout`](crate::ConnectOptions::connect_timeout)),
+    /// or closed by the application before it opened
+    /// (`ErrorKind::ConnectionAborted`).
+    #[error("could not connect to {url}: {source}")]
+    Connect {
+        /// The URL connected to.
+        url: String,
+        /// What the operating system (or the timeout) said.
+        source: std::io::Error,
+    },
+    /// The TLS handshake of a `wss://` connection failed: the server's
+    /// certificate is not trusted or not for this host, the server does
+    /// not speak TLS, or it refused ours.
+    #[error("TLS handshake with {url} failed: {reason}")]
+    TlsHandshake {
+        /// The URL connected to.
+        url: String,
+        /// Why, as far as OpenSSL told (e.g. "certificate verify failed:
+        /// hostname mismatch").
+        reason: String,
+    },
+    /// The server's answer to a client's WebSocket handshake was not a
+    /// valid upgrade: another status than 101, a wrong
+    /// `Sec-WebSocket-Accept`, a subprotocol or extension we did not
+    /// offer, or the connection closed before the answer.
+    #[error("WebSocket handshake with {url} failed: {reason}")]
+    Handshake {
+        /// The URL connected to.
+        url: String,
+        /// The HTTP status of the answer, when one was read.
+        status: Option<u16>,
+        /// What was wrong.
+        reason: String,
     },
 }

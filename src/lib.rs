@@ -3,7 +3,8 @@
 //! Bun's WebSockets are uWebSockets with JavaScript on top. This crate puts
 //! the same C++ core (uWebSockets v20.58.0 and uSockets, compiled by
 //! `build.rs`) behind a safe Rust API shaped like `Bun.serve`, with no
-//! JavaScript on the message path.
+//! JavaScript on the message path; and Bun's client, `new WebSocket(url)`,
+//! on the same core ([`connect`], see [A client](#a-client)).
 //!
 //! ## A Bun server and its Rust port
 //!
@@ -78,6 +79,41 @@
 //! | `server.publish`, `ws.publish`, `subscriberCount` | [`Server::publish`], [`ServerWebSocket::publish`], [`Server::subscriber_count`] |
 //! | `server.stop()`, `server.stop(true)` | [`Server::stop`] (closes with 1001), [`Server::stop_now`] |
 //! | `server.pendingWebSockets` | [`Server::pending_websockets`] |
+//! | `new WebSocket(url, protocols \| { headers })` | [`connect`]`(url, `[`ConnectOptions`]`, handler, data)` then [`run`] |
+//! | `ws.onopen`, `onmessage`, `onclose`, `onerror` | methods of [`ClientHandler`] |
+//! | `ws.protocol`, `ws.url`, `ws.readyState` | [`ClientWebSocket::protocol`], [`url`](ClientWebSocket::url), [`WebSocket::ready_state`] |
+//!
+//! ## A client
+//!
+//! ```no_run
+//! // Bun
+//! // const ws = new WebSocket("ws://localhost:3000/chat", ["soap"]);
+//! // ws.onopen = () => ws.send("hello");
+//! // ws.onmessage = (e) => { console.log(e.data); ws.close(1000); };
+//! use uws::*;
+//!
+//! struct Hello;
+//! impl ClientHandler for Hello {
+//!     type Data = ();
+//!     fn open(&self, ws: &mut ClientWebSocket<()>) {
+//!         ws.send_text("hello");
+//!     }
+//!     fn message(&self, ws: &mut ClientWebSocket<()>, message: Message<'_>) {
+//!         println!("{message:?}");
+//!         let _ = ws.close(1000, "");
+//!     }
+//! }
+//!
+//! let options = ConnectOptions { protocols: vec!["soap".into()], ..Default::default() };
+//! connect("ws://localhost:3000/chat", options, Hello, ())?;
+//! run(); // until nothing is left on this thread's loop
+//! # Ok::<(), uws::Error>(())
+//! ```
+//!
+//! A [`ClientWebSocket`] and a [`ServerWebSocket`] are the same
+//! [`WebSocket`] type on either [`Side`]: sending, closing and the rest
+//! are one implementation, with the same guarantees. A server can open
+//! connections of its own with [`Server::connect`].
 //!
 //! ## Threads
 //!
@@ -142,8 +178,9 @@
 //! carry that promise (every `unsafe` block relies on one of them):
 //!
 //! - **A socket is handed out only while it is busy.** A
-//!   `&mut ServerWebSocket` exists only during a handler call or a
-//!   [`Server::with_socket`] closure, and the socket is marked busy for
+//!   `&mut ServerWebSocket` (or `&mut ClientWebSocket`) exists only during
+//!   a handler call or a [`Server::with_socket`] (or
+//!   [`ClientHandle::with_socket`]) closure, and the socket is marked busy for
 //!   that long: `with_socket` on a busy socket returns `None`, and a close
 //!   that arrives meanwhile (the handler closed it, or stopped the server)
 //!   is recorded and its close handler runs when the handler returns (also
@@ -152,10 +189,13 @@
 //! - **A socket cannot be moved.** [`ServerWebSocket`] is unsized, like
 //!   `str`: it only exists behind the reference a handler gets, so two of
 //!   them cannot be swapped or replaced. Their data can.
-//! - **Ids are checked on use.** A [`SocketId`] names a server, a slot and
-//!   a generation; once the socket is closing (from the first event of its
-//!   close on) it resolves to nothing, and sends through it are dropped.
-//!   Data is dropped exactly once, right after the close handler.
+//! - **Ids are checked on use.** A [`SocketId`] names a server (or a
+//!   thread's clients), a slot and a generation; once the socket is closing
+//!   (from the first event of its close on) it resolves to nothing, and
+//!   sends through it are dropped. A [`ClientHandle`] only resolves its own
+//!   connection's id, so its data type always matches. Data is dropped
+//!   exactly once, right after the close handler (or, for a client
+//!   connection that never opened, after `error`).
 //! - **An App is freed only when none of its callbacks runs.** Dropping an
 //!   App inside one of its own callbacks (it was kept in a thread-local or
 //!   an `Rc`) stops it at once and frees it at the next point where none of
@@ -176,6 +216,7 @@
 //! with `panic = "abort"` a handler panic ends the process.
 #![deny(missing_docs)]
 
+mod client;
 mod error;
 mod ffi;
 mod handler;
@@ -197,6 +238,9 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/sys.rs"));
 }
 
+pub use client::{
+    connect, run, ClientHandle, ClientHandler, ClientTls, ClientWebSocket, ConnectOptions,
+};
 pub use error::Error;
 pub use handler::WebSocketHandler;
 pub use options::{
@@ -213,4 +257,7 @@ pub use registry::SocketId;
 pub use server::{serve, serve_threaded, App, OwnedMessage, Server, ServerHandle, TimerId};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;
-pub use websocket::{Message, PublishStatus, ReadyState, SendStatus, ServerWebSocket};
+pub use websocket::{
+    ClientSide, Message, PublishStatus, ReadyState, SendStatus, ServerSide, ServerWebSocket, Side,
+    WebSocket,
+};

@@ -138,6 +138,11 @@ impl Registry {
         self.entry(id).map(|e| e.slot)
     }
 
+    /// The process-wide number of this registry (its server's).
+    pub(crate) fn number(&self) -> u32 {
+        self.server
+    }
+
     pub(crate) fn live(&self) -> usize {
         self.live
     }

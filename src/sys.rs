@@ -584,3 +584,132 @@ unsafe extern "C" {
         ws_context: *mut ::std::os::raw::c_void,
     );
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct uws_client_context_s {
+    _unused: [u8; 0],
+}
+pub type uws_client_context_t = uws_client_context_s;
+pub const UWS_CLIENT_CONNECT: uws_client_failure_e = 0;
+pub const UWS_CLIENT_TLS: uws_client_failure_e = 1;
+pub const UWS_CLIENT_CLOSED: uws_client_failure_e = 2;
+pub const UWS_CLIENT_REFUSED: uws_client_failure_e = 3;
+pub const UWS_CLIENT_HEAD_TOO_LARGE: uws_client_failure_e = 4;
+pub type uws_client_failure_e = ::std::os::raw::c_uint;
+pub use self::uws_client_failure_e as uws_client_failure_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct uws_client_deflate_s {
+    pub enabled: ::std::os::raw::c_int,
+    pub deflate_window: ::std::os::raw::c_int,
+    pub deflate_mem_level: ::std::os::raw::c_int,
+    pub deflate_reset: ::std::os::raw::c_int,
+    pub inflate_window: ::std::os::raw::c_int,
+    pub inflate_shared: ::std::os::raw::c_int,
+}
+pub type uws_client_deflate_t = uws_client_deflate_s;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct uws_client_behavior_s {
+    pub open: uws_ws_handler_t,
+    pub message: uws_ws_message_handler_t,
+    pub drain: uws_ws_handler_t,
+    pub ping: uws_ws_data_handler_t,
+    pub pong: uws_ws_data_handler_t,
+    pub close: uws_ws_close_handler_t,
+    pub upgrade: ::std::option::Option<
+        unsafe extern "C" fn(
+            ctx: *mut ::std::os::raw::c_void,
+            head: *const ::std::os::raw::c_char,
+            length: usize,
+            deflate: *mut uws_client_deflate_t,
+        ) -> ::std::os::raw::c_int,
+    >,
+    pub failed: ::std::option::Option<
+        unsafe extern "C" fn(
+            ctx: *mut ::std::os::raw::c_void,
+            failure: uws_client_failure_t,
+            error: ::std::os::raw::c_int,
+            detail: *const ::std::os::raw::c_char,
+            detail_length: usize,
+        ),
+    >,
+}
+pub type uws_client_behavior_t = uws_client_behavior_s;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct uws_client_options_s {
+    pub max_payload_length: u32,
+    pub idle_timeout: u16,
+    pub max_backpressure: u32,
+    pub close_on_backpressure_limit: ::std::os::raw::c_int,
+    pub reset_idle_timeout_on_send: ::std::os::raw::c_int,
+    pub send_pings_automatically: ::std::os::raw::c_int,
+    pub max_lifetime: u16,
+}
+pub type uws_client_options_t = uws_client_options_s;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct uws_client_tls_s {
+    pub ca_pem: *const ::std::os::raw::c_char,
+    pub ca_pem_length: usize,
+    pub verify: ::std::os::raw::c_int,
+}
+pub type uws_client_tls_t = uws_client_tls_s;
+unsafe extern "C" {
+    pub fn uws_client_context_create(
+        ssl: ::std::os::raw::c_int,
+        loop_: *mut uws_loop_t,
+        tls: *const uws_client_tls_t,
+    ) -> *mut uws_client_context_t;
+}
+unsafe extern "C" {
+    pub fn uws_client_context_free(ssl: ::std::os::raw::c_int, context: *mut uws_client_context_t);
+}
+unsafe extern "C" {
+    pub fn uws_client_connect(
+        ssl: ::std::os::raw::c_int,
+        context: *mut uws_client_context_t,
+        ip: *const ::std::os::raw::c_char,
+        port: ::std::os::raw::c_int,
+        host: *const ::std::os::raw::c_char,
+        request: *const ::std::os::raw::c_char,
+        request_length: usize,
+        options: *const uws_client_options_t,
+        behavior: *const uws_client_behavior_t,
+        ctx: *mut ::std::os::raw::c_void,
+        user: *mut ::std::os::raw::c_void,
+        error: *mut ::std::os::raw::c_int,
+    ) -> *mut uws_ws_t;
+}
+unsafe extern "C" {
+    pub fn uws_client_cancel(ssl: ::std::os::raw::c_int, ws: *mut uws_ws_t);
+}
+unsafe extern "C" {
+    pub fn uws_client_send(
+        ssl: ::std::os::raw::c_int,
+        ws: *mut uws_ws_t,
+        data: *const ::std::os::raw::c_char,
+        length: usize,
+        opcode: uws_opcode_t,
+        compress: ::std::os::raw::c_int,
+    ) -> uws_send_status_t;
+}
+unsafe extern "C" {
+    pub fn uws_client_end(
+        ssl: ::std::os::raw::c_int,
+        ws: *mut uws_ws_t,
+        code: ::std::os::raw::c_int,
+        message: *const ::std::os::raw::c_char,
+        length: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_client_close(ssl: ::std::os::raw::c_int, ws: *mut uws_ws_t);
+}
+unsafe extern "C" {
+    pub fn uws_websocket_accept(
+        key: *const ::std::os::raw::c_char,
+        accept: *mut ::std::os::raw::c_char,
+    );
+}

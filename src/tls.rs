@@ -252,7 +252,7 @@ impl TlsOptions {
 
 /// Drains OpenSSL's error queue of this thread into one message.
 #[cfg(feature = "tls")]
-fn openssl_errors() -> Option<String> {
+pub(crate) fn openssl_errors() -> Option<String> {
     let mut messages = Vec::new();
     loop {
         // SAFETY: reads and pops this thread's OpenSSL error queue.
@@ -280,7 +280,7 @@ fn openssl_errors() -> Option<String> {
 }
 
 #[cfg(not(feature = "tls"))]
-fn openssl_errors() -> Option<String> {
+pub(crate) fn openssl_errors() -> Option<String> {
     None
 }
 

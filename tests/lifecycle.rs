@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::connect;
 use common::probe::{Data, Probe};
 use common::*;
 use tungstenite::stream::MaybeTlsStream;

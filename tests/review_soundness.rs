@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::connect;
 use common::*;
 use tungstenite::Message as M;
 use uws::*;

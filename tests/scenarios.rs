@@ -92,6 +92,7 @@ const SCENARIOS: &[Scenario] = &[
         expect: &[
             "queued 4",
             "fifth: the server's queue is full (4 calls waiting)",
+            "stop with a full queue: Ok(())",
             "ran 4",
         ],
         run: queue_limit,
@@ -642,7 +643,8 @@ fn wakeup_after_last_iteration() {
     println!("thread ended");
 }
 
-/// Calls from other threads stop queueing at `queue_limit`.
+/// Calls from other threads stop queueing at `queue_limit`; `stop` still
+/// gets through.
 fn queue_limit() {
     let app = serve(
         ServeOptions {
@@ -664,9 +666,8 @@ fn queue_limit() {
             });
             queued += usize::from(r.is_ok());
         }
-        let r = handle.defer(move |s| {
+        let r = handle.defer(move |_| {
             println!("ran {}", ran.load(Ordering::SeqCst) + 1);
-            s.stop();
         });
         queued += usize::from(r.is_ok());
         println!("queued {queued}");
@@ -674,6 +675,8 @@ fn queue_limit() {
             Err(e) => println!("fifth: {e}"),
             Ok(()) => println!("fifth: queued"),
         }
+        // Stopping is never refused for a full queue.
+        println!("stop with a full queue: {:?}", handle.stop());
     })
     .join()
     .unwrap();

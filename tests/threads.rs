@@ -9,6 +9,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
+use common::connect;
 use common::*;
 use tungstenite::Message as M;
 use uws::*;

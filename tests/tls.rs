@@ -8,6 +8,7 @@ mod common;
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use common::certs::{certificate, certificate_for};
 use common::probe::Probe;
 use common::*;
 use rustls::pki_types::pem::PemObject;
@@ -15,22 +16,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use tungstenite::Message as M;
 use uws::{serve, Error, Pem, ServeOptions, TlsOptions, WebSocketOptions};
-
-/// A self-signed certificate for `host` (and 127.0.0.1): (cert PEM, key PEM).
-fn certificate(host: &str) -> (String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    (certificate_for(host, &key), key.serialize_pem())
-}
-
-/// A self-signed certificate for `host` (and 127.0.0.1) with this key, as PEM.
-fn certificate_for(host: &str, key: &rcgen::KeyPair) -> String {
-    let mut params =
-        rcgen::CertificateParams::new(vec![host.to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, host);
-    params.self_signed(key).unwrap().pem()
-}
 
 /// `key` as an encrypted PKCS#8 PEM (PBES2: PBKDF2-SHA256, AES-256-CBC).
 fn encrypted_key(key: &rcgen::KeyPair, passphrase: &str) -> String {

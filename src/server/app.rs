@@ -53,6 +53,11 @@ impl Drop for ThreadGuard {
     }
 }
 
+/// This thread is exiting (its loop goes once nothing uses it).
+pub(crate) fn thread_exiting() {
+    EXITING.with(|e| e.set(true));
+}
+
 fn free_loop_if_unused() {
     if APPS.with(Cell::get) == 0 && EXITING.with(Cell::get) && !RUNNING.with(Cell::get) {
         let l = LOOP.with(|l| l.replace(ptr::null_mut()));
@@ -82,7 +87,7 @@ fn callback_running() -> bool {
         })
         .unwrap_or(false);
     let mut doomed = DOOMED.with(Cell::get);
-    let mut any = live;
+    let mut any = live || crate::client::in_callback();
     while !doomed.is_null() && !any {
         // SAFETY: nodes on the list and their cores are live.
         unsafe {
@@ -91,6 +96,26 @@ fn callback_running() -> bool {
         }
     }
     any
+}
+
+/// Runs this thread's loop (see `App::run`).
+fn run_loop(loop_: *mut sys::uws_loop_t) {
+    if RUNNING.with(Cell::get) || callback_running() {
+        panic!("run called inside a handler: the loop cannot run inside itself");
+    }
+    RUNNING.with(|r| r.set(true));
+    // SAFETY: this thread's loop, not running yet.
+    unsafe { sys::uws_loop_run(loop_) };
+    RUNNING.with(|r| r.set(false));
+    free_doomed();
+}
+
+/// Runs this thread's loop, if it has one (`uws::run`).
+pub(crate) fn run_thread_loop() {
+    let loop_ = LOOP.with(Cell::get);
+    if !loop_.is_null() {
+        run_loop(loop_);
+    }
 }
 
 /// One App's claim on this thread's loop (released when the App is freed).
@@ -252,15 +277,9 @@ impl<H: WebSocketHandler> App<H> {
     /// When called from inside a handler (of any server of this thread):
     /// the loop cannot run inside itself.
     pub fn run(self) {
-        if RUNNING.with(Cell::get) || callback_running() {
-            panic!("App::run called inside a handler: the loop cannot run inside itself");
-        }
-        RUNNING.with(|r| r.set(true));
-        // SAFETY: this thread's loop, not running yet. Callbacks reach the
-        // context through raw pointers only, never through `self`.
-        unsafe { sys::uws_loop_run(self.core().loop_) };
-        RUNNING.with(|r| r.set(false));
-        free_doomed();
+        // Callbacks reach the context through raw pointers only, never
+        // through `self`.
+        run_loop(self.core().loop_);
         // On several threads, the first returns once all have ended.
         self.core().join_threads();
     }

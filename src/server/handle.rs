@@ -14,19 +14,56 @@ use crate::server::{Core, Server};
 use crate::sys;
 use crate::websocket::Message;
 
-pub(crate) type Job = Box<dyn FnOnce(&Core) + Send>;
+/// What jobs from other threads run on, on its loop's thread: a server's
+/// [`Core`], or the client connections of a thread.
+pub(crate) trait Target: 'static {
+    /// Counts a callback in (see `Core::enter`) ...
+    fn enter(&self);
+    /// ... and out.
+    fn leave(&self);
+    /// Whether a callback runs now.
+    fn in_callback(&self) -> bool;
+    /// Whether the target was dropped inside a job: later jobs are dropped.
+    fn doomed(&self) -> bool;
+    /// Reports a job's panic.
+    fn report(&self, error: &Error);
+}
 
-/// The part of a server other threads can reach.
-pub(crate) struct Shared {
-    state: Mutex<SharedState>,
+impl Target for Core {
+    fn enter(&self) {
+        Core::enter(self);
+    }
+
+    fn leave(&self) {
+        Core::leave(self);
+    }
+
+    fn in_callback(&self) -> bool {
+        Core::in_callback(self)
+    }
+
+    fn doomed(&self) -> bool {
+        Core::doomed(self)
+    }
+
+    fn report(&self, error: &Error) {
+        Core::report(self, error);
+    }
+}
+
+pub(crate) type Job<C = Core> = Box<dyn FnOnce(&C) + Send>;
+
+/// The part of a server (or of a thread's clients) other threads can reach.
+pub(crate) struct Shared<C: Target = Core> {
+    state: Mutex<SharedState<C>>,
     limit: usize,
 }
 
-struct SharedState {
+struct SharedState<C: Target> {
     /// Null once the server is gone.
     loop_: *mut sys::uws_loop_t,
-    core: *const Core,
-    jobs: Vec<Job>,
+    core: *const C,
+    jobs: Vec<Job<C>>,
     /// A wakeup is queued on the loop and will take `jobs`.
     scheduled: bool,
 }
@@ -34,10 +71,10 @@ struct SharedState {
 // SAFETY: the pointers are only dereferenced on the loop's thread (`core`)
 // or passed to `uws_loop_defer`, which is thread-safe; both are cleared
 // under the lock before what they point to goes away.
-unsafe impl Send for SharedState {}
+unsafe impl<C: Target> Send for SharedState<C> {}
 
-impl Shared {
-    pub(crate) fn new(loop_: *mut sys::uws_loop_t, limit: usize) -> Arc<Shared> {
+impl<C: Target> Shared<C> {
+    pub(crate) fn new(loop_: *mut sys::uws_loop_t, limit: usize) -> Arc<Shared<C>> {
         Arc::new(Shared {
             state: Mutex::new(SharedState {
                 loop_,
@@ -49,18 +86,18 @@ impl Shared {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, SharedState> {
+    fn lock(&self) -> MutexGuard<'_, SharedState<C>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes jobs run on `core` (once it has its final address).
-    pub(crate) fn attach(&self, core: &Core) {
+    pub(crate) fn attach(&self, core: &C) {
         self.lock().core = core;
     }
 
     /// Queues `job` for the server's loop and wakes it. With `bounded`, a
     /// full queue refuses the job.
-    pub(crate) fn push(self: &Arc<Self>, job: Job, bounded: bool) -> Result<(), Error> {
+    pub(crate) fn push(self: &Arc<Self>, job: Job<C>, bounded: bool) -> Result<(), Error> {
         let mut s = self.lock();
         if s.loop_.is_null() {
             drop(s);
@@ -82,8 +119,8 @@ impl Shared {
             unsafe {
                 sys::uws_loop_defer(
                     s.loop_,
-                    Some(run_jobs),
-                    Some(drop_wakeup),
+                    Some(run_jobs::<C>),
+                    Some(drop_wakeup::<C>),
                     arg.cast_mut().cast(),
                 )
             };
@@ -91,10 +128,16 @@ impl Shared {
         Ok(())
     }
 
+    /// Queues `job` for the loop's thread and wakes the loop; refused when
+    /// the queue is full.
+    pub(crate) fn queue(self: &Arc<Self>, job: Job<C>) -> Result<(), Error> {
+        self.push(job, true)
+    }
+
     /// Queues the completion of a pending request: not bounded by the
     /// queue limit (each request completes once, so they are bounded by
     /// the requests waiting).
-    pub(crate) fn queue_completion(self: &Arc<Self>, job: Job) -> Result<(), Error> {
+    pub(crate) fn queue_completion(self: &Arc<Self>, job: Job<C>) -> Result<(), Error> {
         self.push(job, false)
     }
 
@@ -120,9 +163,9 @@ impl Shared {
     }
 }
 
-unsafe extern "C" fn run_jobs(arg: *mut c_void) {
+unsafe extern "C" fn run_jobs<C: Target>(arg: *mut c_void) {
     // SAFETY: `arg` came from `Arc::into_raw` in `Shared::push`.
-    let shared = unsafe { Arc::from_raw(arg as *const Shared) };
+    let shared = unsafe { Arc::from_raw(arg as *const Shared<C>) };
     let (core, jobs) = {
         let mut s = shared.lock();
         s.scheduled = false;
@@ -152,9 +195,9 @@ unsafe extern "C" fn run_jobs(arg: *mut c_void) {
     super::app::free_doomed();
 }
 
-unsafe extern "C" fn drop_wakeup(arg: *mut c_void) {
+unsafe extern "C" fn drop_wakeup<C: Target>(arg: *mut c_void) {
     // SAFETY: as in `run_jobs`: the loop was freed before it could run.
-    let shared = unsafe { Arc::from_raw(arg as *const Shared) };
+    let shared = unsafe { Arc::from_raw(arg as *const Shared<C>) };
     let _ = drop_contained(shared);
 }
 
@@ -287,15 +330,23 @@ impl<T: 'static> ServerHandle<T> {
         }
     }
 
-    /// Stops the server from another thread (see [`Server::stop`]).
+    /// Stops the server from another thread (see [`Server::stop`]). A
+    /// full queue never refuses it: it fails only with
+    /// [`Error::NotRunning`].
     pub fn stop(&self) -> Result<(), Error> {
-        self.defer(|s| s.stop())
+        self.queue_always(|s| s.stop())
     }
 
     /// Stops the server at once from another thread (see
-    /// [`Server::stop_now`]).
+    /// [`Server::stop_now`]); like [`stop`](Self::stop), never refused by a
+    /// full queue.
     pub fn stop_now(&self) -> Result<(), Error> {
-        self.defer(|s| s.stop_now())
+        self.queue_always(|s| s.stop_now())
+    }
+
+    fn queue_always(&self, f: impl FnOnce(&Server<T>) + Send + 'static) -> Result<(), Error> {
+        let job: Job = Box::new(move |core: &Core| f(Server::from_core(core)));
+        self.shared.push(job, false)
     }
 }
 

@@ -12,11 +12,11 @@ use std::ffi::{c_int, c_void, CString};
 use std::marker::PhantomData;
 use std::net::ToSocketAddrs;
 use std::os::unix::ffi::OsStrExt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::client::{ClientHandle, ClientHandler, ConnectOptions};
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
 use crate::http::{write_header, PendingTable, Request};
@@ -25,17 +25,19 @@ use crate::registry::{Registry, SocketId};
 use crate::sys;
 use crate::tls::{self, NativeTls, TlsOptions};
 use crate::upgrade::UpgradeOptions;
+use crate::websocket::dispatch::with_open;
 use crate::websocket::slot::{Slot, SocketState};
 use crate::websocket::{
-    check_close_code, truncate_reason, Message, PublishStatus, ReadyState, SendStatus,
+    check_close_code, truncate_reason, Message, PublishStatus, ReadyState, SendStatus, ServerSide,
     ServerWebSocket,
 };
 
 pub use app::App;
+pub(crate) use app::{run_thread_loop, thread_exiting, ThreadLoop};
 pub use cluster::serve_threaded;
 use cluster::Link;
-pub(crate) use handle::Shared;
 pub use handle::{OwnedMessage, ServerHandle};
+pub(crate) use handle::{Shared, Target};
 pub use timers::TimerId;
 use timers::Timers;
 
@@ -64,7 +66,7 @@ pub(crate) struct Hooks {
 }
 
 /// What every server knows, whatever its handler type.
-pub(crate) struct Core {
+pub struct Core {
     pub(crate) ssl: i32,
     app: *mut sys::uws_app_t,
     loop_: *mut sys::uws_loop_t,
@@ -119,6 +121,11 @@ impl Core {
     /// The native `compress` flag for a send that asked for `asked`.
     pub(crate) fn compress(&self, asked: bool) -> i32 {
         (asked && self.compress_sends).into()
+    }
+
+    /// The count of this server's callbacks on the stack.
+    pub(crate) fn depth(&self) -> &Cell<u32> {
+        &self.depth
     }
 
     /// Counts a callback of this server in (see [`leave`](Self::leave)).
@@ -253,14 +260,14 @@ impl Core {
 
     /// The shared state of an open socket by id. A pointer, not a
     /// reference: closing the socket frees it.
-    fn socket(&self, id: SocketId) -> Option<*const SocketState> {
+    fn socket(&self, id: SocketId) -> Option<*const SocketState<Core>> {
         // The state comes first in every slot.
-        Some(self.registry.borrow().get(id)? as *const SocketState)
+        Some(self.registry.borrow().get(id)? as *const SocketState<Core>)
     }
 
     /// Ends an open socket with a close frame (its close handler runs now,
     /// or when its busy handler returns, and frees `state`).
-    fn end(&self, state: *const SocketState, code: u16, reason: &str) {
+    fn end(&self, state: *const SocketState<Core>, code: u16, reason: &str) {
         let ws = {
             // SAFETY: `state` is a registered socket's, live until the close
             // below; it is only reached through shared references.
@@ -350,6 +357,7 @@ impl Core {
                 self.end(state, 1001, "server stopping");
             }
         }
+        crate::client::stop_owned(self.registry.borrow().number(), false);
         self.start_stop_timer();
     }
 
@@ -398,6 +406,7 @@ impl Core {
 
     /// Closes every connection of the server (on this thread) now.
     fn close_all(&self) {
+        crate::client::stop_owned(self.registry.borrow().number(), true);
         for context in [self.http.get(), self.ws_context.get()] {
             if !context.is_null() {
                 // SAFETY: both contexts live as long as the app. Close
@@ -656,36 +665,66 @@ impl<T: 'static> Server<T> {
         id: SocketId,
         f: impl FnOnce(&mut ServerWebSocket<T>) -> R,
     ) -> Option<R> {
-        let slot = self.core.registry.borrow().get(id)? as *mut Slot<T>;
-        // SAFETY: registered slots are live; the state is reached shared,
-        // and not used once the slot may be freed.
-        let state = unsafe { &(*slot).state };
-        if state.busy.get() || state.open_ws().is_none() {
-            return None;
+        let slot = self.core.registry.borrow().get(id)? as *mut Slot<ServerSide, T>;
+        let core = &self.core;
+        // SAFETY: registered slots are live and hold a `T` (this server's
+        // data type); the close hook runs the close handler and frees it.
+        unsafe {
+            with_open(slot, f, |code, reason| {
+                (core.hooks.close)(core.ctx.get(), slot.cast(), code, reason)
+            })
         }
-        state.busy.set(true);
-        // SAFETY: the socket is open and was not busy, so nothing else
-        // borrows its handed part until `busy` is cleared below.
-        let result = catch_unwind(AssertUnwindSafe(|| f(unsafe { Slot::socket(slot) })));
-        state.busy.set(false);
-        let deferred = state.deferred_close.take();
-        if let Some(closed) = deferred {
-            // SAFETY: not busy any more; the socket closed during `f` and its
-            // close handler is owed. The slot is freed inside: `state` is not
-            // used after this.
-            unsafe {
-                (self.core.hooks.close)(
-                    self.core.ctx.get(),
-                    slot.cast(),
-                    closed.code,
-                    &closed.reason,
-                )
-            };
+    }
+
+    /// Opens a client connection on this server's loop (see
+    /// [`connect`](crate::connect)): a server that talks to other servers
+    /// (a proxy, a bridge, a fan-in). The connection belongs to the
+    /// server: [`stop`](Self::stop) closes it with 1001 ([`stop_now`](Self::stop_now)
+    /// at once), so that `run` can return. `Err` as for `connect`, and
+    /// [`Error::NotRunning`] once the server is stopping.
+    ///
+    /// ```no_run
+    /// use uws::*;
+    ///
+    /// // A fan-in: every upstream message is published to this server's room.
+    /// struct Upstream;
+    /// impl ClientHandler for Upstream {
+    ///     type Data = ServerHandle<()>;
+    ///     fn message(&self, ws: &mut ClientWebSocket<ServerHandle<()>>, message: Message<'_>) {
+    ///         let m = OwnedMessage::from(message.as_bytes().to_vec());
+    ///         let _ = ws.data().publish("room", m, false);
+    ///     }
+    /// }
+    ///
+    /// struct Room;
+    /// impl WebSocketHandler for Room {
+    ///     type Data = ();
+    ///     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+    ///         server.upgrade(req, UpgradeOptions::new(()));
+    ///         Response::new("")
+    ///     }
+    ///     fn open(&self, ws: &mut ServerWebSocket<()>) {
+    ///         ws.subscribe("room");
+    ///     }
+    /// }
+    ///
+    /// let app = serve(ServeOptions { port: 0, ..Default::default() }, Room)?;
+    /// app.connect("ws://upstream.example:9000/feed", ConnectOptions::default(), Upstream, app.handle())?;
+    /// app.run();
+    /// # Ok::<(), uws::Error>(())
+    /// ```
+    pub fn connect<H: ClientHandler>(
+        &self,
+        url: &str,
+        options: ConnectOptions,
+        handler: H,
+        data: H::Data,
+    ) -> Result<ClientHandle<H::Data>, Error> {
+        if self.core.stopping.get() {
+            return Err(Error::NotRunning);
         }
-        match result {
-            Ok(r) => Some(r),
-            Err(p) => resume_unwind(p),
-        }
+        let owner = self.core.registry.borrow().number();
+        crate::client::connect_owned(url, options, handler, data, owner)
     }
 
     /// A handle for other threads (Bun has none: one loop per thread is
@@ -723,7 +762,7 @@ pub(crate) fn accept<T>(
     let ssl = core.ssl;
     core.set_ws_context(ws_context);
     let protocol = options.protocol.as_deref().unwrap_or("");
-    let slot = Slot::new(core, options.data);
+    let slot = Slot::<ServerSide, T>::new(core, options.data, ReadyState::Open);
     let status = "101 Switching Protocols";
     // SAFETY: `res` is a live response of this server waiting for its
     // answer; the status is borrowed for the call.

@@ -148,6 +148,9 @@ impl PublishStatus {
 /// Bun's `ws.readyState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadyState {
+    /// `0`: a client connection that has not opened yet (server sockets
+    /// are never in this state).
+    Connecting,
     /// `1`: open.
     Open,
     /// `2`: `close` was called in this handler; the close handler runs
@@ -158,9 +161,10 @@ pub enum ReadyState {
 }
 
 impl ReadyState {
-    /// Bun's number (1, 2 or 3).
+    /// Bun's number (0 to 3).
     pub fn to_bun(self) -> i32 {
         match self {
+            ReadyState::Connecting => 0,
             ReadyState::Open => 1,
             ReadyState::Closing => 2,
             ReadyState::Closed => 3,
@@ -198,6 +202,7 @@ mod tests {
         assert_eq!(PublishStatus::Published(3).to_bun(), 3);
         assert_eq!(PublishStatus::NoSubscribers.to_bun(), 0);
         assert_eq!(ReadyState::Closing.to_bun(), 2);
+        assert_eq!(ReadyState::Connecting.to_bun(), 0);
     }
 
     #[test]

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Autobahn|Testsuite conformance run against the echo example.
+# Autobahn|Testsuite conformance run against the echo example, or (with
+# --client) of our client against the suite's fuzzing server.
 #
-#   tests/autobahn/run.sh [extra kosoku arguments, e.g. -i '5.*']
+#   tests/autobahn/run.sh [--client] [extra kosoku arguments, e.g. -i '5.*']
+#
+# --client: starts `kosoku -m fuzzingserver` on a free port and runs
+# `examples/autobahn_client` (the standard client driver, echoing every
+# case) against it; reports go to target/autobahn-client/.
 #
 # Makes a virtualenv in tests/autobahn/.venv with the `kosoku` runner (a
 # Python 3 runner of the Autobahn|Testsuite cases), builds and starts
@@ -21,22 +26,31 @@
 #                         "--max-payload 1000" to watch the script fail)
 set -euo pipefail
 
+mode=server
+if [[ ${1:-} == --client ]]; then
+    mode=client
+    shift
+fi
+
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 venv="$here/.venv"
 out=${AUTOBAHN_OUT:-$root/target/autobahn}
+[[ $mode == client ]] && out=${AUTOBAHN_OUT:-$root/target/autobahn-client}
 parallel=${AUTOBAHN_PARALLEL:-8}
 kosoku_version=0.1.0
 if [[ ${AUTOBAHN_DEFLATE:-0} == 1 ]]; then
     groups="1-7, 9, 10, 12, 13"
     selection=()
     server_args=(--compress)
+    client_args=(--compress)
     # Groups 12 and 13 are slow: about 7 minutes on 2 cores.
     suite_timeout=${AUTOBAHN_TIMEOUT:-1500}
 else
     groups="1-7, 9, 10"
     selection=(-x '12.*' -x '13.*')
     server_args=()
+    client_args=()
     suite_timeout=${AUTOBAHN_TIMEOUT:-600}
 fi
 
@@ -61,6 +75,28 @@ trap 'exit 143' TERM
 
 step() { printf '==> %s\n' "$*"; }
 
+# Sets `port` from the first line of $server_log ("... listening on
+# HOST:PORT") of the process $server_pid, named $1 in errors.
+wait_port() {
+    port=
+    for _ in $(seq 200); do
+        local line
+        line=$(head -n 1 "$server_log" 2>/dev/null || true)
+        if [[ $line =~ listening\ on\ .*:([0-9]+)$ ]]; then
+            port=${BASH_REMATCH[1]}
+            return 0
+        fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "autobahn: $1 exited before listening:" >&2
+            cat "$server_log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "autobahn: $1 did not print its port within 20 s" >&2
+    exit 1
+}
+
 # 1. The runner, in its own virtualenv.
 if [[ ! -x $venv/bin/python ]]; then
     step "creating virtualenv $venv"
@@ -74,6 +110,35 @@ if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
     timeout 300 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "kosoku==$kosoku_version"
 fi
 
+# 2 and 3, client mode: the suite's fuzzing server, our client driver.
+if [[ $mode == client ]]; then
+    step "building examples/autobahn_client (release)"
+    (cd "$root" && timeout 1200 cargo build --release --quiet --example autobahn_client)
+    mkdir -p "$out"
+    rm -rf "$out/report"
+    server_log=$out/kosoku.log
+    "$venv/bin/kosoku" -m fuzzingserver -o "$out/report" "${selection[@]}" "$@" \
+        127.0.0.1:0 >"$server_log" 2>&1 &
+    server_pid=$!
+    wait_port "the fuzzing server"
+    step "fuzzing server pid $server_pid on 127.0.0.1:$port; running our client over groups $groups (at most ${suite_timeout}s)"
+    set +e
+    timeout --kill-after=10 "$suite_timeout" "$root/target/release/examples/autobahn_client" \
+        "ws://127.0.0.1:$port" --parallel "$parallel" "${client_args[@]}" >"$out/client.log" 2>&1
+    kosoku_status=$?
+    set -e
+    # The server writes its reports once the driver asked for them.
+    for _ in $(seq 300); do
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    server_alive=1
+    stop_server
+    if [[ $kosoku_status -ne 0 ]]; then
+        echo "autobahn: the client driver exited with $kosoku_status:" >&2
+        tail -n 20 "$out/client.log" >&2
+    fi
+else
 # 2. The server under test.
 step "building examples/echo (release)"
 (cd "$root" && timeout 1200 cargo build --release --quiet --example echo)
@@ -85,24 +150,7 @@ server_log=$out/server.log
 # shellcheck disable=SC2086 # the extra flags are meant to split
 "$echo_bin" --port 0 "${server_args[@]}" ${AUTOBAHN_SERVER_ARGS:-} >"$server_log" 2>&1 &
 server_pid=$!
-port=
-for _ in $(seq 200); do
-    line=$(head -n 1 "$server_log" 2>/dev/null || true)
-    if [[ $line =~ ^listening\ on\ .*:([0-9]+)$ ]]; then
-        port=${BASH_REMATCH[1]}
-        break
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "autobahn: the echo server exited before listening:" >&2
-        cat "$server_log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z $port ]]; then
-    echo "autobahn: the echo server did not print its port within 20 s" >&2
-    exit 1
-fi
+wait_port "the echo server"
 step "echo server pid $server_pid on 127.0.0.1:$port"
 
 # 3. The suite.
@@ -122,6 +170,7 @@ fi
 server_alive=1
 kill -0 "$server_pid" 2>/dev/null || server_alive=0
 stop_server
+fi
 
 # 4. Verdicts.
 set +e
@@ -131,7 +180,7 @@ set -e
 
 status=0
 if [[ $server_alive -eq 0 ]]; then
-    echo "autobahn: FAIL: the echo server died during the suite; its log:" >&2
+    echo "autobahn: FAIL: the $mode under test died during the suite; its log:" >&2
     cat "$server_log" >&2
     status=1
 fi
@@ -139,7 +188,7 @@ if [[ $summary_status -ne 0 ]]; then
     status=1
 fi
 if [[ $kosoku_status -ne 0 && $summary_status -eq 0 ]]; then
-    echo "autobahn: FAIL: kosoku exited with $kosoku_status:" >&2
+    echo "autobahn: FAIL: kosoku (or the client driver) exited with $kosoku_status:" >&2
     tail -n 20 "$out/kosoku.log" >&2
     status=1
 fi

@@ -4,6 +4,7 @@
 #include "uws_shim.h"
 
 #include "App.h"
+#include "uws_kind.hpp"
 
 #include <cerrno>
 #include <type_traits>
@@ -22,24 +23,6 @@ using Ws = uWS::WebSocket<SSL, true, UserData>;
 template <bool SSL>
 using Res = uWS::HttpResponse<SSL>;
 
-#ifdef LIBUS_NO_SSL
-constexpr bool kHaveTls = false;
-#else
-constexpr bool kHaveTls = true;
-#endif
-
-// Calls f(std::true_type) for a TLS app and f(std::false_type) for a plain
-// one. Without TLS support only the plain instantiations exist, which keeps
-// the translation unit small enough for GCC to inline what matters.
-template <typename F>
-decltype(auto) with_kind(int ssl, F &&f) {
-    if constexpr (kHaveTls) {
-        if (ssl) {
-            return f(std::true_type{});
-        }
-    }
-    return f(std::false_type{});
-}
 
 template <typename K>
 App<K::value> *app(uws_app_t *a) { return reinterpret_cast<App<K::value> *>(a); }
@@ -52,9 +35,6 @@ uWS::HttpRequest *req(uws_req_t *r) { return reinterpret_cast<uWS::HttpRequest *
 template <bool SSL>
 uws_ws_t *handle(Ws<SSL> *w) { return reinterpret_cast<uws_ws_t *>(w); }
 
-// Callers pass a valid pointer for every non-zero length (and maybe null
-// with length 0, which string_view accepts).
-std::string_view sv(const char *data, size_t length) { return std::string_view(data, length); }
 
 const char *out(std::string_view s, size_t *length) {
     *length = s.length();

@@ -281,4 +281,7 @@ void uws_res_upgrade(int ssl, uws_res_t *res, void *user, const char *key, size_
 }
 #endif
 
+/* Client connections. */
+#include "uws_client.h"
+
 #endif /* UWS_SHIM_H */
