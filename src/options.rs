@@ -55,9 +55,9 @@ impl Default for ServeOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSocketOptions {
     /// Largest message accepted, in bytes (Bun's `maxPayloadLength`). A
-    /// larger one closes the connection (1009 "Message too big" under
-    /// uWebSockets, seen by `close` as code 1006). Default 16 MiB; at most
-    /// `u32::MAX`, at least 1.
+    /// larger one, whole, fragmented or once inflated, fails the connection
+    /// with a close frame 1009 "Received too big message", as Bun does;
+    /// `close` sees 1009 too. Default 16 MiB; at most `u32::MAX`, at least 1.
     pub max_payload_length: usize,
     /// Seconds without any received data before the connection is closed
     /// (Bun's `idleTimeout`). With [`send_pings`](Self::send_pings) a ping

@@ -20,14 +20,15 @@
 //!   8 to 12 s after connecting, even when the peer keeps trickling bytes
 //!   (slow loris). No response is sent.
 //! - A protocol error in a frame (reserved bits or opcodes, a control frame
-//!   over 125 bytes or fragmented, a continuation with nothing to continue,
-//!   a message over `max_payload_length`, invalid UTF-8 in a text message)
-//!   closes the TCP connection at once without a close frame; the close
-//!   handler sees 1006, with the reason uWebSockets gives ("Received too
-//!   big message", "Received invalid UTF-8", empty for framing errors).
-//! - A close frame whose reason is not UTF-8, or whose code is not one a
-//!   peer may send, is answered with an empty close frame (not 1002/1007);
-//!   the close handler sees 1006 and an empty reason.
+//!   over 125 bytes or fragmented, a continuation with nothing to continue)
+//!   fails the connection the way RFC 6455 7.1.7 says: what was already
+//!   answered is sent, then a close frame with 1002, then FIN; the close
+//!   handler sees the same code and reason. A message over
+//!   `max_payload_length` (whole, fragmented, or once inflated) gets 1009,
+//!   invalid UTF-8 in a text message 1007 (vendor/patches/0003).
+//! - A close frame whose code is not one a peer may send, or that carries a
+//!   single byte, is answered with 1002; one whose reason is not UTF-8 with
+//!   1007.
 //! - A peer that leaves mid-frame or mid-message: 1006, empty reason.
 //! - A slow reader costs at most about `backpressure_limit` of server
 //!   memory (sends past it are dropped); with
@@ -383,19 +384,24 @@ impl Failed {
         self.frames.iter().find(|f| is_close_frame(f))
     }
 
-    /// The connection was failed: closed by the server without a close
-    /// frame, and the close handler saw 1006 with `reason`.
-    fn assert_failed_without_close_frame(&self, reason: &str) {
+    /// The connection was failed the way RFC 6455 7.1.7 says: the server's
+    /// last frame is a close frame with `code` and `reason`, then it ended
+    /// the connection; the close handler saw the same code and reason.
+    fn assert_failed_with(&self, code: u16, reason: &str) {
         assert_ne!(
             self.end,
             End::Open,
             "the server kept the connection: {self:?}"
         );
+        let last = self.frames.last().expect("a close frame");
         assert!(
-            self.close_frame().is_none(),
-            "uWebSockets v20.58.0 sends no close frame on a protocol error: {self:?}"
+            is_close_frame(last),
+            "the last frame is not a close frame: {self:?}"
         );
-        assert_eq!(self.close, format!("close:a:1006:{reason}"), "{self:?}");
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
+        assert_eq!(last.1, payload, "close frame: {self:?}");
+        assert_eq!(self.close, format!("close:a:{code}:{reason}"), "{self:?}");
     }
 }
 
@@ -855,7 +861,7 @@ fn more_headers_than_uwebsockets_parses_wait_for_the_http_idle_timeout() {
 #[test]
 fn an_oversized_message_fails_the_connection() {
     let f = hostile(small_payload_limit(), &[frame(FIN | BINARY, &[7u8; 1025])]);
-    f.assert_failed_without_close_frame("Received too big message");
+    f.assert_failed_with(1009, "Received too big message");
 }
 
 #[test]
@@ -864,7 +870,7 @@ fn an_oversized_fragmented_message_fails_the_connection() {
         small_payload_limit(),
         &[frame(BINARY, &[7u8; 600]), frame(FIN | CONT, &[7u8; 600])],
     );
-    f.assert_failed_without_close_frame("Received too big message");
+    f.assert_failed_with(1009, "Received too big message");
 }
 
 #[test]
@@ -874,7 +880,7 @@ fn a_huge_declared_length_fails_at_once_without_waiting_for_the_payload() {
         WebSocketOptions::default(),
         &[encode(FIN | BINARY, 1 << 62, &[], true)],
     );
-    f.assert_failed_without_close_frame("Received too big message");
+    f.assert_failed_with(1009, "Received too big message");
 }
 
 #[test]
@@ -883,7 +889,7 @@ fn invalid_utf8_in_a_text_message_fails_the_connection() {
         WebSocketOptions::default(),
         &[frame(FIN | TEXT, b"caf\xc3")],
     );
-    f.assert_failed_without_close_frame("Received invalid UTF-8");
+    f.assert_failed_with(1007, "Received invalid UTF-8");
 }
 
 #[test]
@@ -893,35 +899,52 @@ fn invalid_utf8_across_fragments_fails_the_connection() {
         WebSocketOptions::default(),
         &[frame(TEXT, b"ok \xe2\x82"), frame(FIN | CONT, b"\x28 no")],
     );
-    f.assert_failed_without_close_frame("Received invalid UTF-8");
+    f.assert_failed_with(1007, "Received invalid UTF-8");
 }
 
 #[test]
-fn invalid_utf8_in_a_close_reason_is_answered_with_an_empty_close_frame() {
+fn invalid_utf8_in_a_close_reason_is_answered_with_1007() {
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"bye \xff\xfe");
     let f = hostile(WebSocketOptions::default(), &[frame(FIN | CLOSE, &payload)]);
-    assert_ne!(f.end, End::Open, "{f:?}");
-    let close = f.close_frame().expect("a close frame");
-    assert!(
-        close.1.is_empty(),
-        "uWebSockets answers with an empty close frame (no 1007): {f:?}"
-    );
-    assert_eq!(f.close, "close:a:1006:", "{f:?}");
+    f.assert_failed_with(1007, "Received invalid close payload");
 }
 
 #[test]
-fn a_close_frame_with_a_forbidden_code_is_answered_with_an_empty_close_frame() {
-    for code in [0u16, 999, 1005, 1006, 1016, 2999, 5000] {
+fn a_close_frame_with_a_forbidden_code_or_one_byte_is_answered_with_1002() {
+    let mut payloads: Vec<Vec<u8>> = [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
+        .iter()
+        .map(|c| c.to_be_bytes().to_vec())
+        .collect();
+    payloads.push(vec![0x03]);
+    for payload in payloads {
+        let f = hostile(WebSocketOptions::default(), &[frame(FIN | CLOSE, &payload)]);
+        f.assert_failed_with(1002, "Received invalid close payload");
+    }
+}
+
+#[test]
+fn close_frames_with_codes_a_peer_may_send_are_echoed() {
+    for code in [
+        1000u16, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 3999, 4000, 4999,
+    ] {
         let f = hostile(
             WebSocketOptions::default(),
             &[frame(FIN | CLOSE, &code.to_be_bytes())],
         );
-        assert_ne!(f.end, End::Open, "{code}: {f:?}");
+        assert_eq!(f.end, End::Eof, "{code}: {f:?}");
         let close = f.close_frame().expect("a close frame");
-        assert!(close.1.is_empty(), "{code}: {f:?}");
-        assert_eq!(f.close, "close:a:1006:", "{code}: {f:?}");
+        assert_eq!(close.1, code.to_be_bytes(), "{code}: {f:?}");
+        assert_eq!(f.close, format!("close:a:{code}:"), "{code}: {f:?}");
     }
+}
+
+#[test]
+fn an_empty_close_frame_is_answered_with_an_empty_one() {
+    let f = hostile(WebSocketOptions::default(), &[frame(FIN | CLOSE, b"")]);
+    assert_eq!(f.end, End::Eof, "{f:?}");
+    assert_eq!(f.close_frame().expect("a close frame").1, b"", "{f:?}");
+    assert_eq!(f.close, "close:a:1005:", "{f:?}");
 }
 
 #[test]
@@ -943,7 +966,7 @@ fn reserved_bits_fail_the_connection() {
             WebSocketOptions::default(),
             &[frame(FIN | rsv | TEXT, b"hello")],
         );
-        f.assert_failed_without_close_frame("");
+        f.assert_failed_with(1002, "Received invalid frame");
         assert!(
             !f.events.iter().any(|e| e.starts_with("message:a:")),
             "{f:?}"
@@ -955,7 +978,7 @@ fn reserved_bits_fail_the_connection() {
 fn reserved_opcodes_fail_the_connection() {
     for opcode in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
         let f = hostile(WebSocketOptions::default(), &[frame(FIN | opcode, b"x")]);
-        f.assert_failed_without_close_frame("");
+        f.assert_failed_with(1002, "Received invalid frame");
     }
 }
 
@@ -965,9 +988,9 @@ fn a_control_frame_over_125_bytes_fails_the_connection() {
         WebSocketOptions::default(),
         &[frame(FIN | PING, &[b'p'; 126])],
     );
-    f.assert_failed_without_close_frame("");
+    f.assert_failed_with(1002, "Received invalid frame");
     assert!(!f.events.iter().any(|e| e.starts_with("ping:a:")), "{f:?}");
-    assert!(f.frames.is_empty(), "no pong: {f:?}");
+    assert_eq!(f.frames.len(), 1, "only the close frame, no pong: {f:?}");
 }
 
 #[test]
@@ -976,7 +999,7 @@ fn a_fragmented_control_frame_fails_the_connection() {
         WebSocketOptions::default(),
         &[frame(PING, b"half"), frame(FIN | CONT, b"half")],
     );
-    f.assert_failed_without_close_frame("");
+    f.assert_failed_with(1002, "Received invalid frame");
     assert!(!f.events.iter().any(|e| e.starts_with("ping:a:")), "{f:?}");
 }
 
@@ -986,7 +1009,7 @@ fn a_continuation_without_a_start_fails_the_connection() {
         WebSocketOptions::default(),
         &[frame(FIN | CONT, b"echo orphan")],
     );
-    f.assert_failed_without_close_frame("");
+    f.assert_failed_with(1002, "Received invalid frame");
     assert!(
         !f.events.iter().any(|e| e.starts_with("message:a:")),
         "{f:?}"
@@ -999,19 +1022,20 @@ fn a_new_message_inside_a_fragmented_one_fails_the_connection() {
         WebSocketOptions::default(),
         &[frame(TEXT, b"echo one"), frame(FIN | TEXT, b"echo two")],
     );
-    f.assert_failed_without_close_frame("");
+    f.assert_failed_with(1002, "Received invalid frame");
 }
 
 #[test]
-fn a_message_before_a_protocol_error_in_the_same_read_is_still_handled() {
-    // The message handler runs first, then the error fails the connection
-    // and the close handler runs once. (The echo the handler sends is lost:
-    // uWebSockets holds replies in its cork buffer while it parses a read,
-    // and closes the socket without writing them out; Autobahn's 3.2-4.2.5
-    // and 5.15 come out NON-STRICT for this.)
+fn a_message_before_a_protocol_error_in_the_same_read_is_answered_first() {
+    // The message handler runs first and its echo goes out, then the
+    // error's close frame (Autobahn 3.2-4.2.5 and 5.15 check this order).
+    // uWebSockets v20.58.0 closed the socket without writing out what it
+    // had corked: the echo was lost.
     let bytes = [frame(FIN | TEXT, b"echo hi"), frame(FIN | 0x5, b"bad")].concat();
     let f = hostile(WebSocketOptions::default(), &[bytes]);
-    f.assert_failed_without_close_frame("");
+    f.assert_failed_with(1002, "Received invalid frame");
+    assert_eq!(f.frames.len(), 2, "{f:?}");
+    assert_eq!(f.frames[0], (FIN | TEXT, b"hi".to_vec()), "{f:?}");
     let message = f.events.iter().position(|e| e == "message:a:echo hi");
     let close = f.events.iter().position(|e| e.starts_with("close:a:"));
     assert!(message.is_some() && message < close, "{f:?}");
