@@ -903,6 +903,67 @@ fn invalid_utf8_across_fragments_fails_the_connection() {
 }
 
 #[test]
+fn invalid_utf8_fails_at_the_fragment_that_brings_it() {
+    // RFC 6455 8.1 (and Autobahn 6.4.x): fail fast. The message is never
+    // finished here; the connection must fail at its second fragment.
+    let f = hostile(
+        WebSocketOptions::default(),
+        &[frame(TEXT, b"echo fine"), frame(CONT, b" then \xf5 bad")],
+    );
+    f.assert_failed_with(1007, "Received invalid UTF-8");
+    // Also inside one frame whose payload arrives in pieces: the frame
+    // announces 100 bytes, 20 come, the 11th is invalid.
+    let mut payload = b"echo 12345".to_vec();
+    payload.extend_from_slice(b"\xc0 and more");
+    let mut partial = encode(FIN | TEXT, 100, &payload, true);
+    partial.truncate(partial.len() - 2);
+    let f = hostile(WebSocketOptions::default(), &[partial]);
+    f.assert_failed_with(1007, "Received invalid UTF-8");
+}
+
+#[test]
+fn characters_split_between_fragments_are_put_back_together() {
+    let _guard = shared();
+    let (probe, server) = probe_server(WebSocketOptions::default());
+    let mut raw = Raw::open(server.port, "a");
+    wait_for("open", || probe.has("open:a"));
+    // "echo é😀€" with é (2 bytes), 😀 (4) and € (3) cut across fragments,
+    // each fragment its own read.
+    let text = "echo é😀€".as_bytes();
+    let cuts = [6usize, 8, 10, 12, 13];
+    let mut start = 0;
+    for (i, &cut) in cuts.iter().chain([text.len()].iter()).enumerate() {
+        let opcode = if i == 0 { TEXT } else { CONT };
+        let fin = if cut == text.len() { FIN } else { 0 };
+        raw.send(&frame(fin | opcode, &text[start..cut]));
+        std::thread::sleep(Duration::from_millis(20));
+        start = cut;
+    }
+    wait_for("the message", || probe.has("message:a:echo é😀€"));
+    let mut got = std::mem::take(&mut raw.pending);
+    let mut buf = [0u8; 64];
+    while server_frames(&got).is_empty() {
+        let n = raw.stream.read(&mut buf).expect("the echo");
+        assert!(n > 0, "closed: {:?}", probe.events());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        server_frames(&got),
+        vec![(FIN | TEXT, "é😀€".as_bytes().to_vec())]
+    );
+    assert_eq!(probe.count_prefix("close:a:"), 0, "{:?}", probe.events());
+}
+
+#[test]
+fn a_text_message_that_ends_inside_a_character_fails_with_1007() {
+    let f = hostile(
+        WebSocketOptions::default(),
+        &[frame(TEXT, b"echo caf"), frame(FIN | CONT, b"\xc3")],
+    );
+    f.assert_failed_with(1007, "Received invalid UTF-8");
+}
+
+#[test]
 fn invalid_utf8_in_a_close_reason_is_answered_with_1007() {
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"bye \xff\xfe");
