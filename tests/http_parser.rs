@@ -1,0 +1,222 @@
+//! The HTTP/1.1 request parser against hostile and unusual input, byte by
+//! byte: what waits for more, what is refused at once (and with which
+//! status), what cannot smuggle a request past the server
+//! (vendor/patches/0006-0010).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::http::{converse, Conversation, End};
+use common::*;
+use uws::{Request, Response, ServeOptions, Server, WebSocketHandler, WebSocketOptions};
+
+/// Answers every request with 200 and `METHOD TARGET host=HOST` as body, and
+/// logs that line: a request the server executed shows in the log.
+#[derive(Clone, Default)]
+struct Seen {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl WebSocketHandler for Seen {
+    type Data = ();
+
+    fn fetch(&self, req: &mut Request<'_>, _server: &Server<()>) -> Response {
+        let line = format!(
+            "{} {} host={}",
+            req.method(),
+            req.path_and_query(),
+            req.header("host").unwrap_or("-")
+        );
+        self.log.lock().unwrap().push(line.clone());
+        Response::new(line)
+    }
+}
+
+impl Seen {
+    fn saw(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+fn site() -> (Seen, Running<()>) {
+    let seen = Seen::default();
+    let running = start(WebSocketOptions::default(), seen.clone());
+    (seen, running)
+}
+
+fn site_with(options: ServeOptions) -> (Seen, Running<()>) {
+    let seen = Seen::default();
+    let running = start_with(
+        ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            ..options
+        },
+        seen.clone(),
+    );
+    (seen, running)
+}
+
+const PAUSE: Duration = Duration::from_millis(30);
+
+/// One request, in one write; expects `want` responses.
+fn ask(port: u16, request: &[u8], want: usize) -> Conversation {
+    converse(port, &[request], PAUSE, want, TIMEOUT)
+}
+
+/// Asserts that `request` was refused at once with `status` and the
+/// connection closed, and that nothing reached `fetch`.
+fn assert_refused(seen: &Seen, port: u16, what: &str, request: &[u8], status: u16) {
+    let before = seen.log.lock().unwrap().len();
+    let c = ask(port, request, 1);
+    assert_eq!(c.statuses(), vec![status], "{what}: {c:?}");
+    assert_ne!(
+        c.end,
+        End::Open,
+        "{what}: the connection stayed open: {c:?}"
+    );
+    assert!(
+        c.took < Duration::from_secs(3),
+        "{what}: answered after {:?}",
+        c.took
+    );
+    let log = seen.log.lock().unwrap();
+    assert_eq!(log.len(), before, "{what}: reached fetch: {log:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Incomplete is not invalid (0006)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_request_cut_anywhere_waits_for_the_rest() {
+    let (seen, server) = site();
+    let request = b"GET /pieces?x=1 HTTP/1.1\r\nHost: a.example\r\nX-Empty:\r\n\r\n";
+    for cut in 1..request.len() {
+        let (first, rest) = request.split_at(cut);
+        let c = converse(server.port, &[first, rest], PAUSE, 1, TIMEOUT);
+        assert_eq!(
+            c.statuses(),
+            vec![200],
+            "cut after {cut} bytes ({:?}): {c:?}",
+            String::from_utf8_lossy(first)
+        );
+        assert_eq!(c.replies[0].text(), "GET /pieces?x=1 host=a.example");
+    }
+    assert_eq!(seen.log.lock().unwrap().len(), request.len() - 1);
+}
+
+#[test]
+fn a_long_url_split_by_tcp_is_read_whole() {
+    // What a 3 KB URL looks like after TCP cut it at a 1448-byte segment.
+    let (_seen, server) = site();
+    let path = format!("/long/{}", "u".repeat(3000));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+    let (first, rest) = request.as_bytes().split_at(1448);
+    let c = converse(server.port, &[first, rest], PAUSE, 1, TIMEOUT);
+    assert_eq!(c.statuses(), vec![200], "{c:?}");
+    assert_eq!(c.replies[0].text(), format!("GET {path} host=a"));
+}
+
+#[test]
+fn invalid_bytes_in_the_head_are_refused_with_400_at_once() {
+    let (seen, server) = site();
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "a bracket in a field name",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Invalid[]: test\r\n\r\n",
+        ),
+        (
+            "a space before the colon",
+            b"GET / HTTP/1.1\r\nHost: a\r\nName : value\r\n\r\n",
+        ),
+        (
+            "an obs-fold continuation line",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: one\r\n two\r\n\r\n",
+        ),
+        (
+            "a bare CR in a value",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n",
+        ),
+        (
+            "a NUL in a value",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\n\r\n",
+        ),
+        (
+            "a bell in a value",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: test\x07\r\n\r\n",
+        ),
+        (
+            "a DEL in a value",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: te\x7fst\r\n\r\n",
+        ),
+        (
+            "a bare LF ending a header line",
+            b"GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n",
+        ),
+        (
+            "a CR that is not a line end",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\rSome-Header: Test\r\n\r\n",
+        ),
+        (
+            "an empty field name",
+            b"GET / HTTP/1.1\r\nHost: a\r\n: nameless\r\n\r\n",
+        ),
+        (
+            "a control byte in the target",
+            b"GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        (
+            "two spaces after the method",
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        (
+            "a lower-case protocol name",
+            b"GET / http/1.1\r\nHost: a\r\n\r\n",
+        ),
+        ("no version", b"GET / \r\n\r\n"),
+        ("no target", b"GET HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("a method of 65 letters", &[b'A'; 65]),
+        (
+            "a line before the request",
+            b"Extra lineGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+    ];
+    for (what, request) in cases {
+        assert_refused(&seen, server.port, what, request, 400);
+    }
+}
+
+#[test]
+fn a_version_other_than_1_x_is_refused_with_505() {
+    let (seen, server) = site();
+    for version in ["HTTP/9.9", "HTTP/2.0", "HTTP/0.9"] {
+        let request = format!("GET / {version}\r\nHost: a\r\n\r\n");
+        assert_refused(&seen, server.port, version, request.as_bytes(), 505);
+    }
+}
+
+#[test]
+fn more_header_lines_than_the_parser_takes_get_431() {
+    let (seen, server) = site();
+    let mut request = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..120 {
+        request.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    assert!(request.len() < 2048);
+    assert_refused(&seen, server.port, "120 header lines", &request, 431);
+}
+
+#[test]
+fn tokens_may_use_every_tchar_and_values_obs_text() {
+    let (_seen, server) = site();
+    let c = ask(
+        server.port,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX!#$%&'*+-.^_`|~Name: caf\xc3\xa9 \t ok\r\n\r\n",
+        1,
+    );
+    assert_eq!(c.statuses(), vec![200], "{c:?}");
+}
