@@ -35,6 +35,11 @@ pub struct ServeOptions {
     /// cargo feature). A missing or bad certificate is an error from
     /// [`serve`](crate::serve), never a plain-text listener.
     pub tls: Option<TlsOptions>,
+    /// The most bytes a request's head (request line and header lines) may
+    /// take: a bigger one is answered `431 Request Header Fields Too Large`
+    /// and the connection closed, whether it arrives in one piece or many
+    /// (Node's `maxHeaderSize`). Default 16 KiB; 1 KiB to 64 MiB.
+    pub max_header_size: usize,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +50,7 @@ impl Default for ServeOptions {
             unix: None,
             websocket: WebSocketOptions::default(),
             tls: None,
+            max_header_size: 16 * 1024,
         }
     }
 }
@@ -212,6 +218,19 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
+impl ServeOptions {
+    /// [`max_header_size`](Self::max_header_size), checked.
+    pub(crate) fn header_limit(&self) -> Result<u32, Error> {
+        match self.max_header_size {
+            n @ 1024..=0x400_0000 => Ok(n as u32),
+            _ => Err(invalid(
+                "max_header_size",
+                "must be between 1024 bytes and 64 MiB",
+            )),
+        }
+    }
+}
+
 impl WebSocketOptions {
     /// Checks every value and fills the native behavior's settings (its
     /// handlers are left empty).
@@ -351,6 +370,18 @@ mod tests {
             240
         );
         assert!(behavior(|o| o.max_payload_length = 0).is_err());
+        let serve = |n| {
+            ServeOptions {
+                max_header_size: n,
+                ..Default::default()
+            }
+            .header_limit()
+        };
+        assert_eq!(ServeOptions::default().header_limit().unwrap(), 16 * 1024);
+        assert_eq!(serve(1024).unwrap(), 1024);
+        assert_eq!(serve(64 << 20).unwrap(), 64 << 20);
+        assert!(serve(1023).is_err());
+        assert!(serve((64 << 20) + 1).is_err());
         assert!(behavior(|o| o.max_payload_length = u32::MAX as usize + 1).is_err());
         assert!(behavior(|o| o.backpressure_limit = u32::MAX as usize + 1).is_err());
         assert_eq!(

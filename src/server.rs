@@ -601,6 +601,7 @@ fn create_tls_app(native: &NativeTls) -> Result<*mut sys::uws_app_t, Error> {
 /// Errors: a bad option, an address that cannot be bound.
 pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<App<H>, Error> {
     let behavior = options.websocket.to_behavior()?;
+    let header_limit = options.header_limit()?;
     let unix = match &options.unix {
         Some(path) => Some(
             CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::UnixPath(path.clone()))?,
@@ -621,6 +622,8 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
     if app.is_null() {
         return Err(Error::Create("uWebSockets could not create the app".into()));
     }
+    // SAFETY: the app was just created, on this thread.
+    unsafe { sys::uws_app_set_max_header_size(ssl, app, header_limit) };
     let shared = Arc::new(Shared {
         state: Mutex::new(SharedState {
             loop_,

@@ -220,3 +220,73 @@ fn tokens_may_use_every_tchar_and_values_obs_text() {
     );
     assert_eq!(c.statuses(), vec![200], "{c:?}");
 }
+
+// ---------------------------------------------------------------------------
+// One limit for the head, however it arrives (0007)
+// ---------------------------------------------------------------------------
+
+/// A request whose head takes exactly `size` bytes.
+fn head_of(size: usize) -> Vec<u8> {
+    let start = b"GET /big HTTP/1.1\r\nHost: a\r\nX-Filler: ";
+    let end = b"\r\n\r\n";
+    let mut out = start.to_vec();
+    out.resize(size - end.len(), b'f');
+    out.extend_from_slice(end);
+    out
+}
+
+/// Sends `request` in one write, or cut into `pieces` writes.
+fn send_head(port: u16, request: &[u8], pieces: usize) -> Conversation {
+    let step = request.len().div_ceil(pieces);
+    let chunks: Vec<&[u8]> = request.chunks(step).collect();
+    converse(port, &chunks, PAUSE, 1, TIMEOUT)
+}
+
+#[test]
+fn a_head_up_to_16_kib_is_taken_however_it_arrives() {
+    let (seen, server) = site();
+    for pieces in [1, 2, 5] {
+        for size in [8 * 1024, 16 * 1024] {
+            let c = send_head(server.port, &head_of(size), pieces);
+            assert_eq!(c.statuses(), vec![200], "{size} bytes in {pieces}: {c:?}");
+        }
+    }
+    assert_eq!(seen.log.lock().unwrap().len(), 6);
+}
+
+#[test]
+fn a_head_over_16_kib_gets_431_however_it_arrives() {
+    let (seen, server) = site();
+    for pieces in [1, 2, 5] {
+        for size in [16 * 1024 + 1, 100 * 1024] {
+            let c = send_head(server.port, &head_of(size), pieces);
+            assert_eq!(c.statuses(), vec![431], "{size} bytes in {pieces}: {c:?}");
+            assert_ne!(c.end, End::Open, "{c:?}");
+        }
+    }
+    assert!(seen.log.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_head_limit_is_an_option() {
+    let (_seen, small) = site_with(ServeOptions {
+        max_header_size: 4096,
+        ..Default::default()
+    });
+    for pieces in [1, 3] {
+        let c = send_head(small.port, &head_of(4096), pieces);
+        assert_eq!(c.statuses(), vec![200], "{c:?}");
+        let c = send_head(small.port, &head_of(4097), pieces);
+        assert_eq!(c.statuses(), vec![431], "{c:?}");
+    }
+    let (_seen, large) = site_with(ServeOptions {
+        max_header_size: 256 * 1024,
+        ..Default::default()
+    });
+    for pieces in [1, 4] {
+        let c = send_head(large.port, &head_of(200 * 1024), pieces);
+        assert_eq!(c.statuses(), vec![200], "{c:?}");
+        let c = send_head(large.port, &head_of(256 * 1024 + 1), pieces);
+        assert_eq!(c.statuses(), vec![431], "{c:?}");
+    }
+}
