@@ -290,3 +290,116 @@ fn the_head_limit_is_an_option() {
         assert_eq!(c.statuses(), vec![431], "{c:?}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Where a request ends is never ambiguous (0008)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn two_different_content_lengths_are_refused_and_smuggle_nothing() {
+    // With the first length winning, "GET /smuggled" hid in the body of
+    // the first request and then ran as a request of its own.
+    let (seen, server) = site();
+    let hidden = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut request =
+        b"POST /front HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\nhello"
+            .to_vec();
+    request.extend_from_slice(hidden);
+    let c = ask(server.port, &request, 2);
+    assert_eq!(c.statuses(), vec![400], "{c:?}");
+    assert_ne!(c.end, End::Open, "{c:?}");
+    assert!(!seen.saw("/smuggled"), "{:?}", seen.log.lock().unwrap());
+    assert!(!seen.saw("/front"), "{:?}", seen.log.lock().unwrap());
+}
+
+#[test]
+fn framing_headers_that_do_not_say_one_thing_are_refused() {
+    let (seen, server) = site();
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "two Host headers",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ),
+        ("no Host", b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n"),
+        ("no header at all", b"GET / HTTP/1.1\r\n\r\n"),
+        (
+            "Content-Length with Transfer-Encoding",
+            b"POST / HTTP/1.1\r\nHost: a\r\ncontent-LengtH: 5\r\nTransFer-Encoding: chunked\r\n\r\nc\r\nHellO world1\r\n0\r\n\r\n",
+        ),
+        (
+            "a Content-Length list",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+        ),
+        (
+            "an empty Content-Length",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+        ),
+        (
+            "a negative Content-Length",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1234\r\n\r\n",
+        ),
+        (
+            "an overflowing Content-Length",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 123456789123456789123456789\r\n\r\n",
+        ),
+        (
+            "a Content-Length in hex",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\nhello",
+        ),
+        (
+            "chunked, then identity",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "identity alone",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\nhello",
+        ),
+        (
+            "gzip before chunked",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "two Transfer-Encoding headers",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "a misspelt chunked",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunkedx\r\n\r\n0\r\n\r\n",
+        ),
+    ];
+    for (what, request) in cases {
+        assert_refused(&seen, server.port, what, request, 400);
+    }
+}
+
+#[test]
+fn bodies_framed_one_way_are_taken_and_the_next_request_follows() {
+    let (seen, server) = site();
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "Content-Length",
+            b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        ),
+        (
+            "the same Content-Length twice",
+            b"POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        ),
+        (
+            "Transfer-Encoding: Chunked",
+            b"POST /first HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\nc\r\nHellO world1\r\n0\r\n\r\n",
+        ),
+        ("an empty Host", b"GET /first HTTP/1.1\r\nHost:\r\n\r\n"),
+    ];
+    for (what, request) in cases {
+        let mut both = request.to_vec();
+        both.extend_from_slice(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n");
+        let c = ask(server.port, &both, 2);
+        assert_eq!(c.statuses(), vec![200, 200], "{what}: {c:?}");
+        assert!(
+            c.replies[1].text().starts_with("GET /second "),
+            "{what}: {c:?}"
+        );
+        assert_eq!(c.end, End::Open, "{what}: {c:?}");
+    }
+    assert_eq!(seen.log.lock().unwrap().len(), 2 * cases.len());
+}
