@@ -403,3 +403,115 @@ fn bodies_framed_one_way_are_taken_and_the_next_request_follows() {
     }
     assert_eq!(seen.log.lock().unwrap().len(), 2 * cases.len());
 }
+
+// ---------------------------------------------------------------------------
+// Chunked bodies, strictly (0009)
+// ---------------------------------------------------------------------------
+
+/// A chunked POST with `body` as its encoded body, then a second request.
+fn chunked_then_next(body: &[u8]) -> Vec<u8> {
+    let mut out =
+        b"POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+    out
+}
+
+#[test]
+fn valid_chunked_bodies_end_where_they_say_and_the_next_request_follows() {
+    let (seen, server) = site();
+    let bodies: &[(&str, &[u8])] = &[
+        ("plain", b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        ("an extension", b"5;a=b\r\nhello\r\n0\r\n\r\n"),
+        (
+            "extensions with spaces and quotes",
+            b"5 ; name=\"quoted; value\" ;flag\r\nhello\r\n0;last\r\n\r\n",
+        ),
+        (
+            "upper-case hex and leading zeros",
+            b"00A\r\n0123456789\r\n000\r\n\r\n",
+        ),
+        (
+            "trailer fields",
+            b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-More: 1\r\n\r\n",
+        ),
+        ("no data at all", b"0\r\n\r\n"),
+    ];
+    for (what, body) in bodies {
+        let request = chunked_then_next(body);
+        // In one write, and cut into single bytes' worth of writes around
+        // the body (each arrives in its own read).
+        let c = ask(server.port, &request, 2);
+        assert_eq!(c.statuses(), vec![200, 200], "{what}: {c:?}");
+        assert!(
+            c.replies[1].text().starts_with("GET /next "),
+            "{what}: {c:?}"
+        );
+        let head_end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut chunks: Vec<&[u8]> = vec![&request[..head_end]];
+        chunks.extend(request[head_end..head_end + body.len()].chunks(1));
+        chunks.push(&request[head_end + body.len()..]);
+        let c = converse(server.port, &chunks, Duration::from_millis(2), 2, TIMEOUT);
+        assert_eq!(c.statuses(), vec![200, 200], "{what}, byte by byte: {c:?}");
+    }
+    assert!(seen.saw("GET /next"));
+}
+
+#[test]
+fn invalid_chunked_bodies_are_refused_and_swallow_nothing() {
+    let (seen, server) = site();
+    let bodies: &[(&str, &[u8])] = &[
+        ("a bare LF after the size", b"5\nhello\r\n0\r\n\r\n"),
+        ("a bare CR after the size", b"5\rhello\r\n0\r\n\r\n"),
+        ("more data than the size says", b"3\r\nhello\r\n0\r\n\r\n"),
+        ("data not followed by CRLF", b"5\r\nhelloXY0\r\n\r\n"),
+        ("a bare LF after the data", b"5\r\nhello\n0\r\n\r\n"),
+        ("no size", b"\r\nhello\r\n0\r\n\r\n"),
+        ("a size that is not hex", b"g\r\nhello\r\n0\r\n\r\n"),
+        ("a sign before the size", b"+5\r\nhello\r\n0\r\n\r\n"),
+        ("a 0x prefix", b"0x5\r\nhello\r\n0\r\n\r\n"),
+        (
+            "a size that overflows",
+            b"fffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        ),
+        ("a space inside the size", b"1 0\r\nhello\r\n0\r\n\r\n"),
+        (
+            "a control byte in an extension",
+            b"5;a=\x01\r\nhello\r\n0\r\n\r\n",
+        ),
+        ("a folded trailer line", b"0\r\nX-A: 1\r\n  2\r\n\r\n"),
+        ("a bare LF ending the body", b"0\r\n\n"),
+    ];
+    for (what, body) in bodies {
+        let before = seen.log.lock().unwrap().len();
+        let c = ask(server.port, &chunked_then_next(body), 2);
+        // The POST's head was fine: fetch answered it before its body
+        // turned out invalid. Then the 400, the connection closed, and
+        // /next never ran.
+        assert_eq!(c.statuses(), vec![200, 400], "{what}: {c:?}");
+        assert_ne!(c.end, End::Open, "{what}: {c:?}");
+        assert_eq!(seen.log.lock().unwrap().len(), before + 1, "{what}");
+        assert!(
+            !seen.saw("GET /next"),
+            "{what}: {:?}",
+            seen.log.lock().unwrap()
+        );
+    }
+}
+
+#[test]
+fn answers_to_earlier_requests_go_out_before_an_error() {
+    // Pipelined: a valid request, then an invalid one, in one read. The
+    // first one's answer is sent, then the 400 (not the 400 alone, which a
+    // client would take for the answer to its first request).
+    let (seen, server) = site();
+    let c = ask(
+        server.port,
+        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nX-Invalid[]: x\r\n\r\n",
+        2,
+    );
+    assert_eq!(c.statuses(), vec![200, 400], "{c:?}");
+    assert_eq!(c.replies[0].text(), "GET /a host=a");
+    assert_ne!(c.end, End::Open, "{c:?}");
+    assert!(!seen.saw("/b"));
+}
