@@ -515,3 +515,115 @@ fn answers_to_earlier_requests_go_out_before_an_error() {
     assert_ne!(c.end, End::Open, "{c:?}");
     assert!(!seen.saw("/b"));
 }
+
+// ---------------------------------------------------------------------------
+// HTTP/1.0 and absolute-form targets are served (0010)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn http_1_0_requests_are_answered_and_the_connection_closed() {
+    // curl --http1.0, many health checks: no Host needed, no keep-alive.
+    let (seen, server) = site();
+    for request in [
+        &b"GET /health HTTP/1.0\r\n\r\n"[..],
+        b"GET /health HTTP/1.0\r\nHost: a\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n",
+        b"GET /health HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+    ] {
+        let c = ask(server.port, request, 1);
+        assert_eq!(c.statuses(), vec![200], "{c:?}");
+        assert!(c.replies[0].text().starts_with("GET /health "), "{c:?}");
+        assert_ne!(c.end, End::Open, "{c:?}");
+    }
+    assert_eq!(seen.log.lock().unwrap().len(), 3);
+    // A later HTTP/1.x is read as 1.1.
+    let c = ask(server.port, b"GET /later HTTP/1.2\r\nHost: a\r\n\r\n", 1);
+    assert_eq!(c.statuses(), vec![200], "{c:?}");
+}
+
+#[test]
+fn http_1_0_gets_no_100_continue_and_no_transfer_coding() {
+    let (seen, server) = site();
+    let c = converse(
+        server.port,
+        &[b"POST /e HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"],
+        PAUSE,
+        1,
+        TIMEOUT,
+    );
+    assert_eq!(c.statuses(), vec![200], "{c:?}");
+    assert!(c.interim.is_empty(), "{c:?}");
+    // HTTP/1.1 does get it.
+    let c = converse(
+        server.port,
+        &[b"POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"],
+        PAUSE,
+        1,
+        TIMEOUT,
+    );
+    assert_eq!(c.statuses(), vec![200], "{c:?}");
+    assert_eq!(c.interim.len(), 1, "{c:?}");
+    assert_eq!(c.interim[0].status, 100, "{c:?}");
+    assert_refused(
+        &seen,
+        server.port,
+        "Transfer-Encoding in HTTP/1.0",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+}
+
+#[test]
+fn absolute_form_targets_are_served_with_the_target_s_host() {
+    let (_seen, server) = site();
+    for (target, want) in [
+        (
+            "http://example.com/abs?q=1",
+            "GET /abs?q=1 host=example.com",
+        ),
+        ("https://example.com:8443/", "GET / host=example.com:8443"),
+        ("HTTPS://example.com/x", "GET /x host=example.com"),
+        ("HTTP://[::1]:80/v6", "GET /v6 host=[::1]:80"),
+        ("http://example.com", "GET / host=example.com"),
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: other.example\r\n\r\n");
+        let c = ask(server.port, request.as_bytes(), 1);
+        assert_eq!(c.statuses(), vec![200], "{target}: {c:?}");
+        assert_eq!(c.replies[0].text(), want, "{target}");
+    }
+    // HTTP/1.0 may leave Host out: the target gives it.
+    let c = ask(
+        server.port,
+        b"GET http://example.com/old HTTP/1.0\r\n\r\n",
+        1,
+    );
+    assert_eq!(c.statuses(), vec![200], "{c:?}");
+    assert_eq!(c.replies[0].text(), "GET /old host=example.com");
+}
+
+#[test]
+fn targets_that_are_neither_origin_nor_http_absolute_form_are_refused() {
+    let (seen, server) = site();
+    for target in [
+        "HTTPZ://example.com/",
+        "H-TTP://example.com/",
+        "ftp://example.com/",
+        "http:/example.com/",
+        "http://user@example.com/",
+        "http:///path",
+        "http://example.com?q",
+        "example.com:443",
+        "*",
+        "^",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_refused(&seen, server.port, target, request.as_bytes(), 400);
+    }
+    // Absolute-form with HTTP/1.1 still needs its Host header.
+    assert_refused(
+        &seen,
+        server.port,
+        "absolute-form without Host",
+        b"GET http://example.com/ HTTP/1.1\r\n\r\n",
+        400,
+    );
+}

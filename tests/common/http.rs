@@ -182,6 +182,8 @@ pub fn parse_replies(mut bytes: &[u8]) -> (Vec<Reply>, usize) {
 #[derive(Debug)]
 pub struct Conversation {
     pub replies: Vec<Reply>,
+    /// Interim (1xx) responses, e.g. 100 Continue.
+    pub interim: Vec<Reply>,
     pub end: End,
     pub rest: Vec<u8>,
     pub took: Duration,
@@ -253,8 +255,10 @@ pub fn converse(
         }
     }
     let (replies, used) = parse_replies(&bytes);
+    let (replies, interim) = replies.into_iter().partition(|r| r.status >= 200);
     Conversation {
-        replies: replies.into_iter().filter(|r| r.status >= 200).collect(),
+        replies,
+        interim,
         end: end.unwrap_or(End::Open),
         rest: bytes[used..].to_vec(),
         took: started.elapsed(),
