@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the WebSocket integration tests (echo, pub/sub, close paths,
-# backpressure, panics, stop) and the HTTP tests under valgrind memcheck:
-# fails on any invalid read or write and on any definite leak.
+# backpressure, panics, stop), the HTTP tests, the HTTP parser tests
+# (http_parser, h1spec) and the teardown tests (servers created, run,
+# stopped and dropped in a row and on several threads) under valgrind
+# memcheck: fails on any invalid read or write and on any definite leak.
 #
 #   tests/memcheck.sh
 #
@@ -14,7 +16,7 @@ if ! command -v valgrind >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
 
-for suite in websocket http; do
+for suite in websocket http http_parser h1spec teardown; do
     bin=$(cargo test --no-run --test "$suite" --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for line in sys.stdin:
