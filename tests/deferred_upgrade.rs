@@ -1,5 +1,5 @@
 //! An upgrade completed after `fetch` returned is done inside a cork of the
-//! response (vendor/patches/0012). Unpatched, uWebSockets' cork then read
+//! response (vendor/patches/0011). Unpatched, uWebSockets' cork then read
 //! the upgraded socket as an HTTP response: with our one-pointer user data
 //! the socket is reallocated in place, smaller, and cork read its "state"
 //! from the freed tail of the old HTTP data, whose bytes the allocator

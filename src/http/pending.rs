@@ -655,7 +655,7 @@ impl<T: 'static> PendingRequest<T> {
             // goes out in one write, with what `open` sends. (Unpatched,
             // uWebSockets' HttpResponse::cork went on treating the socket as
             // HTTP after an upgrade in it, read WebSocket data as HTTP state
-            // and could close the new WebSocket: vendor/patches/0012;
+            // and could close the new WebSocket: vendor/patches/0011;
             // tests/deferred.rs an_upgraded_socket_survives_what_follows.)
             let res = entry.res;
             corked(core.ssl, res, || {
