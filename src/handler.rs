@@ -62,9 +62,11 @@ pub trait WebSocketHandler: Sized + 'static {
     }
 
     /// The socket has closed: `code` and `reason` are the peer's close
-    /// frame, ours, or 1006 when the connection was lost or failed (the
-    /// reason then says why, e.g. "Received too big message"). Runs exactly
-    /// once per opened socket; `ws.data` is dropped right after.
+    /// frame, ours, the code the server failed the connection with on a
+    /// protocol error (1002, 1007 for invalid UTF-8, 1009 for a message over
+    /// `max_payload_length`; the reason says why, e.g. "Received too big
+    /// message"), or 1006 when the connection was lost. Runs exactly once per
+    /// opened socket; `ws.data` is dropped right after.
     fn close(&self, ws: &mut ServerWebSocket<Self::Data>, code: u16, reason: &str) {
         let _ = (ws, code, reason);
     }

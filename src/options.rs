@@ -61,6 +61,11 @@ pub struct ServeOptions {
     /// Past it they fail with [`Error::QueueFull`] instead of growing
     /// memory without bound. At least 1; default 65 536.
     pub queue_limit: usize,
+    /// The most bytes a request's head (request line and header lines) may
+    /// take: a bigger one is answered `431 Request Header Fields Too Large`
+    /// and the connection closed, whether it arrives in one piece or many
+    /// (Node's `maxHeaderSize`). Default 16 KiB; 1 KiB to 64 MiB.
+    pub max_header_size: usize,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +81,7 @@ impl Default for ServeOptions {
             queue_limit: 65_536,
             threads: 1,
             max_request_body_size: 128 * 1024 * 1024,
+            max_header_size: 16 * 1024,
         }
     }
 }
@@ -86,9 +92,9 @@ impl Default for ServeOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSocketOptions {
     /// Largest message accepted, in bytes (Bun's `maxPayloadLength`). A
-    /// larger one closes the connection (1009 "Message too big" under
-    /// uWebSockets, seen by `close` as code 1006). Default 16 MiB; at most
-    /// `u32::MAX`, at least 1.
+    /// larger one, whole, fragmented or once inflated, fails the connection
+    /// with a close frame 1009 "Received too big message", as Bun does;
+    /// `close` sees 1009 too. Default 16 MiB; at most `u32::MAX`, at least 1.
     pub max_payload_length: usize,
     /// Seconds without any received data before the connection is closed
     /// (Bun's `idleTimeout`). With [`send_pings`](Self::send_pings) a ping
@@ -274,7 +280,19 @@ impl ServeOptions {
         if self.stop_grace_period > Duration::from_secs(u32::MAX as u64 / 1000) {
             return Err(invalid("stop_grace_period", "must be under 49 days"));
         }
+        self.header_limit()?;
         Ok(())
+    }
+
+    /// [`max_header_size`](Self::max_header_size), checked.
+    pub(crate) fn header_limit(&self) -> Result<u32, Error> {
+        match self.max_header_size {
+            n @ 1024..=0x400_0000 => Ok(n as u32),
+            _ => Err(invalid(
+                "max_header_size",
+                "must be between 1024 bytes and 64 MiB",
+            )),
+        }
     }
 }
 
@@ -439,6 +457,18 @@ mod tests {
             240
         );
         assert!(behavior(|o| o.max_payload_length = 0).is_err());
+        let serve = |n| {
+            ServeOptions {
+                max_header_size: n,
+                ..Default::default()
+            }
+            .header_limit()
+        };
+        assert_eq!(ServeOptions::default().header_limit().unwrap(), 16 * 1024);
+        assert_eq!(serve(1024).unwrap(), 1024);
+        assert_eq!(serve(64 << 20).unwrap(), 64 << 20);
+        assert!(serve(1023).is_err());
+        assert!(serve((64 << 20) + 1).is_err());
         assert!(behavior(|o| o.max_payload_length = u32::MAX as usize + 1).is_err());
         assert!(behavior(|o| o.backpressure_limit = u32::MAX as usize + 1).is_err());
         assert_eq!(

@@ -245,6 +245,13 @@ unsafe extern "C" {
     pub fn uws_app_destroy(ssl: ::std::os::raw::c_int, app: *mut uws_app_t);
 }
 unsafe extern "C" {
+    pub fn uws_app_set_max_header_size(
+        ssl: ::std::os::raw::c_int,
+        app: *mut uws_app_t,
+        bytes: ::std::os::raw::c_uint,
+    );
+}
+unsafe extern "C" {
     pub fn uws_app_any(
         ssl: ::std::os::raw::c_int,
         app: *mut uws_app_t,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::deflate::{DeflateClient, OFFER};
+use common::deflate::{deflate_message, DeflateClient, OFFER};
 use common::*;
 use uws::{
     Compressor, Message, PerMessageDeflate, Request, Response, Server, ServerWebSocket,
@@ -108,17 +108,58 @@ fn compression_shrinks_a_repetitive_chat_payload_on_the_wire() {
     );
 }
 
+/// Reads frames until a close frame; returns its code and reason.
+fn close_frame_of(c: &mut DeflateClient) -> (u16, String) {
+    loop {
+        let frame = c.read_frame().expect("a close frame before the end");
+        if frame.fin_rsv_opcode & 0x0f == 8 {
+            let code = u16::from_be_bytes([frame.payload[0], frame.payload[1]]);
+            let reason = String::from_utf8(frame.payload[2..].to_vec()).unwrap();
+            return (code, reason);
+        }
+    }
+}
+
 #[test]
-fn a_message_that_inflates_past_max_payload_length_is_refused() {
+fn a_message_that_inflates_past_max_payload_length_is_refused_with_1009() {
     let (echo, server) = server(Some(PerMessageDeflate::default()));
     let mut c = DeflateClient::connect(server.port, Some(OFFER));
     // 1 MiB of zeros deflates to about a kilobyte: small on the wire,
     // sixteen times the 64 KiB limit once inflated.
     c.send_compressed(2, &vec![0u8; 1 << 20]);
-    assert!(c.read_message().is_none(), "the connection must fail");
+    let reason = "Received too big message";
+    assert_eq!(close_frame_of(&mut c), (1009, reason.to_string()));
+    assert!(c.read_frame().is_none(), "the connection must end");
     wait_for("close handler", || !echo.log.lock().unwrap().is_empty());
     let log = echo.log.lock().unwrap().clone();
-    assert!(log[0].starts_with("1006:"), "{log:?}");
+    assert_eq!(log[0], format!("1009:{reason}"), "{log:?}");
+}
+
+#[test]
+fn a_fragmented_message_that_inflates_past_max_payload_length_is_refused_with_1009() {
+    let (echo, server) = server(Some(PerMessageDeflate::default()));
+    let mut c = DeflateClient::connect(server.port, Some(OFFER));
+    let out = deflate_message(&vec![0u8; 1 << 20]);
+    let (first, rest) = out.split_at(out.len() / 2);
+    c.send_frame(0x40 | 2, first);
+    c.send_frame(0x80, rest);
+    assert_eq!(close_frame_of(&mut c).0, 1009);
+    wait_for("close handler", || !echo.log.lock().unwrap().is_empty());
+    let log = echo.log.lock().unwrap().clone();
+    assert_eq!(log[0], "1009:Received too big message", "{log:?}");
+}
+
+#[test]
+fn compressed_data_that_does_not_inflate_is_refused_with_1007() {
+    let (echo, server) = server(Some(PerMessageDeflate::default()));
+    let mut c = DeflateClient::connect(server.port, Some(OFFER));
+    // A deflate block of reserved type (BTYPE 11): invalid from its header.
+    c.send_frame(0x80 | 0x40 | 2, &[0xff, 0xff, 0xff, 0xff]);
+    let reason = "Received invalid compressed data";
+    assert_eq!(close_frame_of(&mut c), (1007, reason.to_string()));
+    wait_for("close handler", || !echo.log.lock().unwrap().is_empty());
+    let log = echo.log.lock().unwrap().clone();
+    assert_eq!(log[0], format!("1007:{reason}"), "{log:?}");
 }
 
 #[test]

@@ -651,19 +651,23 @@ impl<T: 'static> PendingRequest<T> {
                 return;
             };
             let target = entry.upgrade.expect("a handshake has its target");
-            // Not inside a cork of the response: the pinned uWebSockets'
-            // HttpResponse::cork goes on treating the socket as HTTP after
-            // an upgrade in it, reads WebSocket data as HTTP state and may
-            // close the new WebSocket (tests/deferred.rs,
-            // an_upgraded_socket_survives_what_follows).
-            accept(
-                core,
-                entry.res,
-                target.key.as_bytes(),
-                target.extensions.as_bytes(),
-                target.ws_context,
-                options,
-            );
+            // Corked, like every write outside the request handler: the 101
+            // goes out in one write, with what `open` sends. (Unpatched,
+            // uWebSockets' HttpResponse::cork went on treating the socket as
+            // HTTP after an upgrade in it, read WebSocket data as HTTP state
+            // and could close the new WebSocket: vendor/patches/0011;
+            // tests/deferred.rs an_upgraded_socket_survives_what_follows.)
+            let res = entry.res;
+            corked(core.ssl, res, || {
+                accept(
+                    core,
+                    res,
+                    target.key.as_bytes(),
+                    target.extensions.as_bytes(),
+                    target.ws_context,
+                    options,
+                )
+            });
         })
     }
 

@@ -854,6 +854,7 @@ fn build<H: WebSocketHandler>(
     port: u16,
 ) -> Result<App<H>, Error> {
     let behavior = options.websocket.to_behavior()?;
+    let header_limit = options.header_limit()?;
     let tls = options.tls.as_ref().map(TlsOptions::load).transpose()?;
     let ssl = i32::from(tls.is_some());
     let thread = app::ThreadLoop::acquire()?;
@@ -865,6 +866,8 @@ fn build<H: WebSocketHandler>(
     if app.is_null() {
         return Err(Error::Create("uWebSockets could not create the app".into()));
     }
+    // SAFETY: the app was just created, on this thread.
+    unsafe { sys::uws_app_set_max_header_size(ssl, app, header_limit) };
     let shared = Shared::new(thread.loop_(), options.queue_limit);
     let registry = Registry::new();
     let server_number = registry.server();

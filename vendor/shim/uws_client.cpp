@@ -106,7 +106,10 @@ struct Socket;
 template <bool SSL>
 struct Impl {
     static bool setCompressed(uWS::WebSocketState<false> *, void *s);
+    // Called by v20.58.0's parser (UWS_UNPATCHED=1).
     static void forceClose(uWS::WebSocketState<false> *, void *s, std::string_view reason = {});
+    // Called by the patched parser (vendor/patches/0003), with the code.
+    static void failConnection(uWS::WebSocketState<false> *, void *s, int code, std::string_view reason);
     static bool handleFragment(char *data, size_t length, unsigned int remainingBytes, int opCode, bool fin,
                                uWS::WebSocketState<false> *, void *s);
     static bool refusePayloadLength(uint64_t length, uWS::WebSocketState<false> *, void *s);
@@ -435,6 +438,11 @@ void Impl<SSL>::forceClose(uWS::WebSocketState<false> *, void *s, std::string_vi
     } else {
         Socket<SSL>::of(s)->fail(1002, "Received invalid frame");
     }
+}
+
+template <bool SSL>
+void Impl<SSL>::failConnection(uWS::WebSocketState<false> *, void *s, int code, std::string_view reason) {
+    Socket<SSL>::of(s)->fail(code, reason);
 }
 
 template <bool SSL>

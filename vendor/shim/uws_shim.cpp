@@ -311,6 +311,15 @@ void uws_app_destroy(int ssl, uws_app_t *a) noexcept {
     with_kind(ssl, [&](auto kind) { delete app<decltype(kind)>(a); });
 }
 
+void uws_app_set_max_header_size(int ssl, uws_app_t *a, unsigned int bytes) noexcept {
+#ifdef UWS_HAS_SET_MAX_HEADER_SIZE
+    with_kind(ssl, [&](auto kind) { app<decltype(kind)>(a)->setMaxHeaderSize(bytes); });
+#else
+    /* Built without our patches (UWS_UNPATCHED=1): upstream's own limits apply */
+    (void) ssl, (void) a, (void) bytes;
+#endif
+}
+
 void uws_app_any(int ssl, uws_app_t *a, const char *pattern, uws_http_handler_t handler, void *ctx) noexcept {
     with_kind(ssl, [&](auto kind) {
         app<decltype(kind)>(a)->any(pattern, [handler, ctx](auto *r, uWS::HttpRequest *q) {

@@ -150,6 +150,10 @@ void uws_timer_close(uws_timer_t *timer) UWS_NOEXCEPT;
 /* NULL when the app cannot be created (for TLS: bad certificate or key). */
 uws_app_t *uws_app_create(int ssl, const uws_tls_options_t *options) UWS_NOEXCEPT;
 void uws_app_destroy(int ssl, uws_app_t *app) UWS_NOEXCEPT;
+/* The most a request head (request line and header lines) may take, in bytes; a bigger one
+ * is answered 431 however its bytes arrive. Our patch 0007 (vendor/patches) makes this
+ * possible; built without the patches it does nothing. */
+void uws_app_set_max_header_size(int ssl, uws_app_t *app, unsigned int bytes) UWS_NOEXCEPT;
 /* Every request on every method and path not taken by the upgrade route. */
 void uws_app_any(int ssl, uws_app_t *app, const char *pattern, uws_http_handler_t handler, void *ctx) UWS_NOEXCEPT;
 /* Registers a WebSocket route; returns 0 for options uWebSockets rejects. */
