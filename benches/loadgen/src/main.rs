@@ -10,6 +10,9 @@
 //!
 //! Only loopback targets are meant (`--host 127.0.0.x`).
 
+mod latency;
+
+use latency::ChatLatency;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,11 @@ const RBUF: usize = 256 * 1024;
 const KEEP_MAX: usize = 256;
 /// Chat: the message list is cycled this many times per batch (50 * 32 = 1600).
 const CHAT_REPEAT: usize = 32;
+/// Chat messages come back as "ClientK: line"; K names the sender.
+const NAME_PREFIX: &[u8] = b"Client";
+/// `Conn::lat_pos` once the sender is known / when it is not looked for.
+const LAT_OK: u8 = 254;
+const LAT_NONE: u8 = 255;
 
 /// Fifty short chat lines, cycled to make one batch of 1600 messages.
 const CHAT_LINES: [&str; 50] = [
@@ -310,6 +318,17 @@ struct Conn {
     // Chat batch accounting.
     batch_recv: u64,
     batch_done: bool,
+
+    // Chat latency: our sends as (bytes of `out` accepted so far, time the
+    // `send` call started), when `track_sends`; the sender of the data frame
+    // being parsed (bytes of "ClientK:" seen in `lat_pos`, K in `lat_k`), and
+    // the senders of the messages completed by the last `feed`.
+    track_sends: bool,
+    marks: Vec<(u64, Instant)>,
+    lat_on: bool,
+    lat_pos: u8,
+    lat_k: u32,
+    arrivals: Vec<u32>,
 }
 
 impl Conn {
@@ -342,6 +361,37 @@ impl Conn {
             close_code: 0,
             batch_recv: 0,
             batch_done: false,
+            track_sends: false,
+            marks: Vec::new(),
+            lat_on: false,
+            lat_pos: LAT_NONE,
+            lat_k: 0,
+            arrivals: Vec::new(),
+        }
+    }
+
+    /// Reads the sender's number off the start of a chat message's payload
+    /// ("ClientK:"), possibly split across reads.
+    #[inline]
+    fn scan_sender(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            let p = self.lat_pos as usize;
+            if p < NAME_PREFIX.len() {
+                if b != NAME_PREFIX[p] {
+                    self.lat_pos = LAT_NONE;
+                    return;
+                }
+            } else if b.is_ascii_digit() && p < NAME_PREFIX.len() + 9 {
+                self.lat_k = self.lat_k * 10 + (b - b'0') as u32;
+            } else {
+                self.lat_pos = if b == b':' && p > NAME_PREFIX.len() {
+                    LAT_OK
+                } else {
+                    LAT_NONE
+                };
+                return;
+            }
+            self.lat_pos += 1;
         }
     }
 
@@ -353,6 +403,10 @@ impl Conn {
             if self.in_payload {
                 let avail = (n - i) as u64;
                 let take = self.remaining.min(avail) as usize;
+                // (A control frame may come between a message's fragments.)
+                if self.lat_pos < LAT_OK && !self.keep_ctrl {
+                    self.scan_sender(&data[i..i + take]);
+                }
                 if self.keep_ctrl {
                     self.ctrl_buf.extend_from_slice(&data[i..i + take]);
                 } else if self.keep_data {
@@ -416,6 +470,8 @@ impl Conn {
                 if op != 0 {
                     self.msg_op = op;
                     self.data_buf.clear();
+                    self.lat_pos = if self.lat_on { 0 } else { LAT_NONE };
+                    self.lat_k = 0;
                 }
                 self.keep_data = self.inspect_data;
             }
@@ -445,6 +501,9 @@ impl Conn {
         match self.op {
             0..=2 if self.fin => {
                 self.msgs += 1;
+                if self.lat_pos == LAT_OK {
+                    self.arrivals.push(self.lat_k);
+                }
                 if self.msg_op == 1 {
                     self.text_msgs += 1;
                     if self.inspect_data && self.data_buf == b"ready" {
@@ -575,6 +634,8 @@ struct Gen {
     recv_bytes: u64,
     sends: u64,
     waits: u64,
+    /// Chat: delivery latency (set by `run_chat`).
+    lat: Option<ChatLatency>,
 }
 
 impl Gen {
@@ -613,6 +674,7 @@ impl Gen {
             recv_bytes: 0,
             sends: 0,
             waits: 0,
+            lat: None,
         })
     }
 
@@ -706,6 +768,7 @@ impl Gen {
         while c.out_pos < c.out.len() {
             let rest = &c.out[c.out_pos..];
             *sends += 1;
+            let started = c.track_sends.then(Instant::now);
             let r = unsafe {
                 libc::send(
                     c.fd,
@@ -716,6 +779,9 @@ impl Gen {
             };
             if r > 0 {
                 c.out_pos += r as usize;
+                if let Some(t) = started {
+                    c.marks.push((c.out_pos as u64, t));
+                }
                 continue;
             }
             let e = errno();
@@ -790,10 +856,11 @@ impl Gen {
                 rbuf,
                 recvs,
                 recv_bytes,
+                lat,
                 ..
             } = self;
-            let c = &mut conns[idx];
             loop {
+                let c = &mut conns[idx];
                 *recvs += 1;
                 let r = unsafe { libc::recv(c.fd, rbuf.as_mut_ptr() as *mut _, rbuf.len(), 0) };
                 if r > 0 {
@@ -805,6 +872,18 @@ impl Gen {
                         }
                     } else {
                         c.feed(data)?;
+                        if let Some(lat) = lat.as_mut().filter(|_| !c.arrivals.is_empty()) {
+                            let at = Instant::now();
+                            let arrivals = std::mem::take(&mut c.arrivals);
+                            for &k in &arrivals {
+                                let k = k as usize;
+                                let marks = conns.get(k).map_or(&[][..], |s| &s.marks[..]);
+                                lat.record(idx, k, at, marks);
+                            }
+                            let c = &mut conns[idx];
+                            c.arrivals = arrivals;
+                            c.arrivals.clear();
+                        }
                     }
                     if (r as usize) < rbuf.len() {
                         break;
@@ -1043,10 +1122,17 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
 
     // One batch of client frames, built once; every client sends the same bytes.
     let mut batch = Vec::new();
+    let mut frame_end = Vec::with_capacity(CHAT_LINES.len() * CHAT_REPEAT);
     for _ in 0..CHAT_REPEAT {
         for line in CHAT_LINES.iter() {
             push_frame(&mut batch, 0x1, line.as_bytes());
+            frame_end.push(batch.len() as u64);
         }
+    }
+    g.lat = Some(ChatLatency::new(n, frame_end));
+    for c in g.conns.iter_mut() {
+        c.track_sends = true;
+        c.lat_on = true;
     }
 
     let limit = match (g.o.seconds, g.o.batches) {
@@ -1068,6 +1154,7 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
 
     // Start batch 1.
     for (idx, c) in g.conns.iter_mut().enumerate() {
+        c.marks.clear();
         c.out.extend_from_slice(&batch);
         Gen::flush(ep, idx, c, &mut g.sends)?;
     }
@@ -1120,9 +1207,13 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
             if Some(batches_done) == g.o.batches {
                 break;
             }
+            if let Some(lat) = g.lat.as_mut() {
+                lat.reset();
+            }
             for (idx, c) in g.conns.iter_mut().enumerate() {
                 c.batch_recv = 0;
                 c.batch_done = false;
+                c.marks.clear();
                 c.out.extend_from_slice(&batch);
                 Gen::flush(ep, idx, c, &mut g.sends)?;
             }
@@ -1149,9 +1240,10 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
     println!(
         "RESULT mode=chat clients={n} batches={batches_done} deliveries={deliveries} per_batch={per_batch} \
          seconds={elapsed:.3} rate={:.0} rate_median={med:.0} rate_min={min:.0} rate_max={max:.0} \
-         intervals={} {}",
+         intervals={} {} {}",
         deliveries as f64 / elapsed,
         ticker.rates.len(),
+        g.lat.as_ref().map_or(String::new(), |l| l.hist.fields()),
         cpu_fields(&g, elapsed)
     );
     Ok(())
