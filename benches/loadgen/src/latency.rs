@@ -2,7 +2,15 @@
 //! the kernel to the `recv` that brought it to a member, kept in a histogram
 //! that allocates nothing while recording.
 
+use std::sync::OnceLock;
 use std::time::Instant;
+
+/// Nanoseconds since the first call: send and receive times as plain
+/// numbers, so that a delivery's latency is one subtraction.
+pub fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
 
 /// Sub-buckets per power of two (2^5 = 32): quantiles within about 3%.
 const SUB_BITS: u32 = 5;
@@ -111,10 +119,10 @@ impl ChatLatency {
         self.seen.fill(0);
     }
 
-    /// Member `r` received, at `at`, the next message of sender `k`, whose
-    /// sends are `marks`: (bytes of the batch accepted so far, time the call
-    /// started), in order.
-    pub fn record(&mut self, r: usize, k: usize, at: Instant, marks: &[(u64, Instant)]) {
+    /// Member `r` received, at `at` ([`now_ns`]), the next message of
+    /// sender `k`, whose sends are `marks`: (bytes of the batch accepted so
+    /// far, [`now_ns`] when the call started), in order.
+    pub fn record(&mut self, r: usize, k: usize, at: u64, marks: &[(u64, u64)]) {
         if k >= self.n {
             return;
         }
@@ -124,8 +132,7 @@ impl ChatLatency {
         };
         *j += 1;
         if let Some(&(_, sent)) = marks.iter().find(|(upto, _)| *upto >= end) {
-            self.hist
-                .record(at.saturating_duration_since(sent).as_nanos() as u64);
+            self.hist.record(at.saturating_sub(sent));
         }
     }
 }
