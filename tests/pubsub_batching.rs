@@ -77,7 +77,7 @@ impl WebSocketHandler for Hub {
             words.next().unwrap_or(""),
             words.next().unwrap_or(""),
         );
-        let server = ws.server().clone();
+        let server = ws.server();
         match command {
             "pub" => drop(server.publish(first, rest, false)),
             "zpub" => drop(server.publish(first, rest, true)),

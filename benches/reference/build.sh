@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the C++ reference servers (chat, echo) into target/reference/, from
+# Builds the C++ reference servers (chat, echo, http) into target/reference/, from
 # the same uWebSockets/uSockets tree that our crate compiles: the upstream
 # sources with our patches (vendor/patches) applied, which build.rs leaves
 # in its OUT_DIR/upstream (OUT_DIR/upstream.txt says where they came from
@@ -58,7 +58,7 @@ for f in bsd.c context.c loop.c socket.c udp.c eventing/epoll_kqueue.c crypto/op
     objs+=("$o")
 done
 
-for server in chat echo; do
+for server in chat echo http; do
     "$CXX" "${CXXFLAGS[@]}" "$ROOT/benches/reference/$server.cpp" "${objs[@]}" -flto=auto -O3 -o "$OUT/$server"
 done
-echo "built $OUT/chat $OUT/echo (uWebSockets from $UWS)"
+echo "built $OUT/chat $OUT/echo $OUT/http (uWebSockets from $UWS)"

@@ -1,5 +1,6 @@
 //! `loadgen`: a single-threaded, epoll-driven WebSocket load generator for the
-//! uws benchmarks (chat room fan-out, echo, idle connections).
+//! uws benchmarks (chat room fan-out, echo, idle connections), with an HTTP
+//! keep-alive mode (pipelined or not).
 //!
 //! Design goals: never be the bottleneck. One thread, level-triggered epoll,
 //! non-blocking sockets, one large shared receive buffer, server frames parsed
@@ -10,6 +11,7 @@
 //!
 //! Only loopback targets are meant (`--host 127.0.0.x`).
 
+mod http;
 mod latency;
 
 use latency::{now_ns, ChatLatency};
@@ -96,6 +98,7 @@ enum Mode {
     Chat,
     Echo,
     Idle,
+    Http,
 }
 
 struct Opts {
@@ -106,6 +109,7 @@ struct Opts {
     batches: Option<u64>,
     seconds: Option<f64>,
     inflight: usize,
+    pipeline: usize,
     size: usize,
     messages: Option<u64>,
     hold: f64,
@@ -121,6 +125,7 @@ fn usage() -> ! {
   loadgen chat --host 127.0.0.1 --port N --clients N [--batches B] [--seconds S]
   loadgen echo --host 127.0.0.1 --port N --clients N --inflight K --size S [--seconds T] [--messages M]
   loadgen idle --host 127.0.0.1 --port N --clients N [--hold S] [--sources K]
+  loadgen http --host 127.0.0.1 --port N --clients N [--pipeline K] [--seconds T] [--messages M]
 common: [--max-pending P] (concurrent connects, default 128)
         [--connect-timeout S] (default 60) [--quiet] (no per-second lines)"
     );
@@ -136,6 +141,7 @@ fn parse_opts() -> Opts {
         "chat" => Mode::Chat,
         "echo" => Mode::Echo,
         "idle" => Mode::Idle,
+        "http" => Mode::Http,
         "-h" | "--help" | "help" => usage(),
         other => {
             eprintln!("loadgen: unknown mode {other:?}");
@@ -150,6 +156,7 @@ fn parse_opts() -> Opts {
         batches: None,
         seconds: None,
         inflight: 16,
+        pipeline: 1,
         size: 32,
         messages: None,
         hold: 5.0,
@@ -195,6 +202,7 @@ fn parse_opts() -> Opts {
             "--batches" => o.batches = Some(num(flag, val)),
             "--seconds" => o.seconds = Some(num(flag, val)),
             "--inflight" => o.inflight = num(flag, val),
+            "--pipeline" => o.pipeline = num(flag, val),
             "--size" => o.size = num(flag, val),
             "--messages" => o.messages = Some(num(flag, val)),
             "--hold" => o.hold = num(flag, val),
@@ -330,6 +338,9 @@ struct Conn {
     peer_closed: bool,
     close_code: u16,
 
+    /// HTTP: body bytes of the current response still to come.
+    body_left: u64,
+
     // Chat batch accounting.
     batch_recv: u64,
     batch_done: bool,
@@ -374,6 +385,7 @@ impl Conn {
             ready: false,
             peer_closed: false,
             close_code: 0,
+            body_left: 0,
             batch_recv: 0,
             batch_done: false,
             track_sends: false,
@@ -876,6 +888,12 @@ impl Gen {
             if events & (libc::EPOLLOUT as u32) == 0 {
                 return Ok(false);
             }
+            if self.o.mode == Mode::Http {
+                // Open as soon as connected (flushing nothing stops EPOLLOUT).
+                c.st = St::Open;
+                Self::flush(ep, idx, c, &mut self.sends)?;
+                return Ok(true);
+            }
             c.st = St::Handshake;
             c.out.extend_from_slice(&self.req_head);
             c.out.extend_from_slice(idx.to_string().as_bytes());
@@ -884,6 +902,7 @@ impl Gen {
             return Ok(false);
         }
         if events & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+            let http = self.o.mode == Mode::Http;
             let Gen {
                 conns,
                 rbuf,
@@ -903,6 +922,8 @@ impl Gen {
                         if Self::handshake_bytes(c, data, idx)? {
                             opened = true;
                         }
+                    } else if http {
+                        c.feed_http(data)?;
                     } else {
                         c.feed(data)?;
                         if let Some(lat) = lat.as_mut().filter(|_| !c.arrivals.is_empty()) {
@@ -1416,6 +1437,7 @@ fn main() {
         Mode::Chat => run_chat(g),
         Mode::Echo => run_echo(g),
         Mode::Idle => run_idle(g),
+        Mode::Http => http::run_http(g),
     };
     if let Err(e) = r {
         eprintln!("loadgen: error: {e}");
