@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the WebSocket integration tests (echo, pub/sub, close paths,
-# backpressure, panics, stop), the HTTP tests, the soundness tests and
+# Runs the WebSocket integration tests (echo, pub/sub and its batching,
+# close paths, backpressure, panics, stop), the HTTP tests, the soundness tests and
 # scenarios (reentrancy, drops at odd times, thread exit) and the lifecycle
 # tests under valgrind memcheck: fails on any invalid read or write and on
 # any definite leak.
@@ -28,7 +28,7 @@ for line in sys.stdin:
 # Definite leaks and memory errors fail the run (exit 9).
 memcheck="valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
 
-for suite in websocket http soundness lifecycle deferred; do
+for suite in websocket pubsub_batching http soundness lifecycle deferred; do
     bin=$(test_binary "$suite")
     echo "== memcheck: $suite ($bin)"
     $memcheck "$bin" --test-threads=2
