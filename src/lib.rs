@@ -83,10 +83,11 @@
 //!
 //! uWebSockets runs one event loop per thread; a server lives on the thread
 //! that called [`serve`]. Other threads reach it through a
-//! [`ServerHandle`] (`Send + Sync`). To use several cores, run one server
-//! per thread on the same fixed port with
-//! [`reuse_port`](ServeOptions::reuse_port): the kernel spreads
-//! connections.
+//! [`ServerHandle`] (`Send + Sync`). To use several cores, [`serve_threaded`]
+//! runs one server on N loops (`ServeOptions { threads: N, .. }`, 0 for one
+//! per core) with one listening socket and pub/sub across the loops: a
+//! room keeps every member, whichever thread each landed on. Its handler
+//! is shared (`Send + Sync`); socket data stays on its thread.
 //!
 //! ## Using it from async code
 //!
@@ -209,7 +210,7 @@ use libz_sys as _;
 #[cfg(feature = "tls")]
 use openssl_sys as _;
 pub use registry::SocketId;
-pub use server::{serve, App, OwnedMessage, Server, ServerHandle, TimerId};
+pub use server::{serve, serve_threaded, App, OwnedMessage, Server, ServerHandle, TimerId};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;
 pub use websocket::{Message, PublishStatus, ReadyState, SendStatus, ServerWebSocket};

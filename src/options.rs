@@ -52,6 +52,10 @@ pub struct ServeOptions {
     /// `maxRequestBodySize`). A larger one is answered 413 and its
     /// connection closed. Default 128 MiB.
     pub max_request_body_size: usize,
+    /// Event loops, each on a thread of its own, for
+    /// [`serve_threaded`](crate::serve_threaded): `0` is one per available
+    /// core. Default 1 ([`serve`](crate::serve) takes only 1).
+    pub threads: usize,
     /// How many calls from other threads ([`ServerHandle`](crate::ServerHandle)
     /// publish, send, defer, ...) may wait for the server's loop at once.
     /// Past it they fail with [`Error::QueueFull`] instead of growing
@@ -70,6 +74,7 @@ impl Default for ServeOptions {
             reuse_port: false,
             stop_grace_period: Duration::from_secs(5),
             queue_limit: 65_536,
+            threads: 1,
             max_request_body_size: 128 * 1024 * 1024,
         }
     }

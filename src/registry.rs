@@ -41,6 +41,11 @@ pub struct SocketId {
 }
 
 impl SocketId {
+    /// The number of the server (thread of a server) that made it.
+    pub(crate) fn server(&self) -> u32 {
+        self.server
+    }
+
     /// Placeholder until the socket is registered on open.
     pub(crate) const NONE: SocketId = SocketId {
         server: u32::MAX,

@@ -207,6 +207,17 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn uws_loop_add_post_handler(
+        loop_: *mut uws_loop_t,
+        key: *mut ::std::os::raw::c_void,
+        cb: uws_callback_t,
+        arg: *mut ::std::os::raw::c_void,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_loop_remove_post_handler(loop_: *mut uws_loop_t, key: *mut ::std::os::raw::c_void);
+}
+unsafe extern "C" {
     pub fn uws_timer_create(
         loop_: *mut uws_loop_t,
         fallthrough: ::std::os::raw::c_int,
@@ -285,6 +296,27 @@ unsafe extern "C" {
     ) -> *mut ::std::os::raw::c_void;
 }
 unsafe extern "C" {
+    pub fn uws_app_http_context(
+        ssl: ::std::os::raw::c_int,
+        app: *mut uws_app_t,
+    ) -> *mut ::std::os::raw::c_void;
+}
+unsafe extern "C" {
+    pub fn uws_app_adopt(
+        ssl: ::std::os::raw::c_int,
+        app: *mut uws_app_t,
+        fd: ::std::os::raw::c_int,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_context_add_server_name(
+        ssl: ::std::os::raw::c_int,
+        context: *mut ::std::os::raw::c_void,
+        hostname_pattern: *const ::std::os::raw::c_char,
+        options: *const uws_tls_options_t,
+    );
+}
+unsafe extern "C" {
     pub fn uws_context_stop_http(
         ssl: ::std::os::raw::c_int,
         context: *mut ::std::os::raw::c_void,
@@ -298,14 +330,6 @@ unsafe extern "C" {
         ssl: ::std::os::raw::c_int,
         app: *mut uws_app_t,
     ) -> *mut ::std::os::raw::c_void;
-}
-unsafe extern "C" {
-    pub fn uws_listen_add_server_name(
-        ssl: ::std::os::raw::c_int,
-        listen: *mut uws_listen_t,
-        hostname_pattern: *const ::std::os::raw::c_char,
-        options: *const uws_tls_options_t,
-    );
 }
 unsafe extern "C" {
     pub fn uws_app_close(ssl: ::std::os::raw::c_int, app: *mut uws_app_t);

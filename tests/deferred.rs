@@ -627,15 +627,12 @@ impl WebSocketHandler for Clock {
         match req.path() {
             "/timeout" => {
                 let l = log.clone();
-                server.set_timeout(Duration::from_millis(20), move |_| {
-                    l.push("timeout fired".into())
-                });
+                server.set_timeout(Duration::from_millis(20), move |_| l.push("timeout fired"));
             }
             "/cleared" => {
                 let l = log.clone();
-                let id = server.set_timeout(Duration::from_millis(50), move |_| {
-                    l.push("cleared fired".into())
-                });
+                let id =
+                    server.set_timeout(Duration::from_millis(50), move |_| l.push("cleared fired"));
                 log.push(format!("clear={}", server.clear_timer(id)));
                 log.push(format!("clear again={}", server.clear_timer(id)));
             }
@@ -662,12 +659,12 @@ impl WebSocketHandler for Clock {
             "/after-stop" => {
                 let l = log.clone();
                 server.set_timeout(Duration::from_millis(200), move |_| {
-                    l.push("fired after stop".into())
+                    l.push("fired after stop")
                 });
                 server.stop();
                 let l = log.clone();
                 let id = server.set_timeout(Duration::from_millis(1), move |_| {
-                    l.push("set while stopping fired".into())
+                    l.push("set while stopping fired")
                 });
                 log.push(format!("stopped; clear={}", server.clear_timer(id)));
             }

@@ -17,28 +17,7 @@ use common::*;
 use tungstenite::Message as M;
 use uws::*;
 
-#[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    pub fn push(&self, s: impl Into<String>) {
-        let s = s.into();
-        eprintln!("[log] {s}");
-        self.0.lock().unwrap().push(s);
-    }
-    pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    pub fn has(&self, s: &str) -> bool {
-        self.all().iter().any(|e| e == s)
-    }
-    pub fn count(&self, prefix: &str) -> usize {
-        self.all().iter().filter(|e| e.starts_with(prefix)).count()
-    }
-    pub fn find(&self, prefix: &str) -> Option<String> {
-        self.all().into_iter().find(|e| e.starts_with(prefix))
-    }
-}
+use common::probe::EventLog as Log;
 
 pub struct D {
     pub name: String,
@@ -547,7 +526,7 @@ fn close_then_use_in_message() {
     let mut c = connect(&r.url("/?name=c1"));
     c.send(M::text("close")).unwrap();
     let close = recv_close(&mut c);
-    wait_for("close handler", || a.log.count("close:c1") == 1);
+    wait_for("close handler", || a.log.count_prefix("close:c1") == 1);
     r.stop();
     let after = a.log.find("after-close").unwrap();
     eprintln!("{after} close frame={close:?}");
@@ -556,7 +535,7 @@ fn close_then_use_in_message() {
         "{after}"
     );
     assert_eq!(a.drops.load(Ordering::SeqCst), 1);
-    assert_eq!(a.log.count("close:"), 1);
+    assert_eq!(a.log.count_prefix("close:"), 1);
 }
 
 #[test]
@@ -564,7 +543,7 @@ fn terminate_then_use_in_message() {
     let (a, mut r) = attack_server("");
     let mut c = connect(&r.url("/?name=c1"));
     c.send(M::text("terminate")).unwrap();
-    wait_for("close handler", || a.log.count("close:c1") == 1);
+    wait_for("close handler", || a.log.count_prefix("close:c1") == 1);
     r.stop();
     let after = a.log.find("after-terminate").unwrap();
     assert!(after.contains("send=0:sub=false"), "{after}");
@@ -582,9 +561,9 @@ fn stop_inside_open() {
     let _ = c.read();
     wait_for("run returns", || r.finished());
     r.stop();
-    eprintln!("{:?}", a.log.all());
+    eprintln!("{:?}", a.log.events());
     assert_eq!(a.drops.load(Ordering::SeqCst), 2);
-    assert_eq!(a.log.count("close:"), 2);
+    assert_eq!(a.log.count_prefix("close:"), 2);
 }
 
 #[test]
@@ -597,9 +576,9 @@ fn stop_inside_message() {
     let _ = recv_close(&mut c);
     wait_for("run returns", || r.finished());
     r.stop();
-    eprintln!("{:?}", a.log.all());
+    eprintln!("{:?}", a.log.events());
     assert_eq!(a.drops.load(Ordering::SeqCst), 2);
-    assert_eq!(a.log.count("close:"), 2);
+    assert_eq!(a.log.count_prefix("close:"), 2);
 }
 
 #[test]
@@ -616,7 +595,7 @@ fn stop_inside_close() {
     wait_for("run returns", || r.finished());
     r.stop();
     assert_eq!(a.drops.load(Ordering::SeqCst), 4);
-    assert_eq!(a.log.count("close:"), 4);
+    assert_eq!(a.log.count_prefix("close:"), 4);
 }
 
 #[test]
@@ -696,15 +675,15 @@ fn stop_inside_fetch_after_upgrade() {
     drop(_keep);
     wait_for("run returns", || r.finished());
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     assert_eq!(
         a.drops.load(Ordering::SeqCst),
         2,
         "every D dropped once (keep + zombie)"
     );
     assert_eq!(
-        a.log.count("close:"),
-        a.log.count("open:"),
+        a.log.count_prefix("close:"),
+        a.log.count_prefix("open:"),
         "one close per open"
     );
 }
@@ -717,7 +696,7 @@ fn pubsub_inside_close_handler() {
     let mut listener = connect(&r.url("/?name=sublistener"));
     let mut c = connect(&r.url("/?name=closepub-sub1"));
     c.close(None).unwrap();
-    wait_for("close", || a.log.count("closepub:") == 1);
+    wait_for("close", || a.log.count_prefix("closepub:") == 1);
     // the listener gets the server publish from the close handler
     let m = recv(&mut listener);
     eprintln!("listener got {m:?}");
@@ -754,12 +733,12 @@ fn with_socket_other_closed_inside_closure() {
     assert_eq!(recv_text(&mut c), "ok");
     let cl = recv_close(&mut b);
     eprintln!("B close frame {cl:?}");
-    wait_for("close B", || a.log.count("close:B") == 1);
+    wait_for("close B", || a.log.count_prefix("close:B") == 1);
     let _t = connect(&r.url("/?name=T"));
-    wait_for("T open", || a.log.count("open:T") == 1);
+    wait_for("T open", || a.log.count_prefix("open:T") == 1);
     c.send(M::text("withterm T")).unwrap();
     assert_eq!(recv_text(&mut c), "ok");
-    wait_for("close T", || a.log.count("close:T") == 1);
+    wait_for("close T", || a.log.count_prefix("close:T") == 1);
     r.stop();
     assert_eq!(
         a.log.find("withclose-inside:").unwrap(),
@@ -771,7 +750,7 @@ fn with_socket_other_closed_inside_closure() {
     );
     assert_eq!(a.log.find("withterm:").unwrap(), "withterm:Some(0)");
     assert_eq!(cl, Some((4001, "closed by other".into())));
-    assert_eq!(a.log.count("close:B"), 1);
+    assert_eq!(a.log.count_prefix("close:B"), 1);
     assert_eq!(a.drops.load(Ordering::SeqCst), 3);
 }
 
@@ -789,8 +768,12 @@ fn panic_in_with_socket_after_close() {
     eprintln!("c1 got {cc:?}");
     std::thread::sleep(Duration::from_millis(300));
     r.stop();
-    eprintln!("{:#?}", a.log.all());
-    assert_eq!(a.log.count("close:B"), 1, "B's close handler runs once");
+    eprintln!("{:#?}", a.log.events());
+    assert_eq!(
+        a.log.count_prefix("close:B"),
+        1,
+        "B's close handler runs once"
+    );
     assert_eq!(a.drops.load(Ordering::SeqCst), 2, "both D dropped");
 }
 
@@ -802,11 +785,11 @@ fn nested_with_socket_swap() {
     let (a, mut r) = attack_server("");
     let ca = connect(&r.url("/?name=A"));
     let mut cb = connect(&r.url("/?name=B"));
-    wait_for("both open", || a.log.count("open:") == 2);
+    wait_for("both open", || a.log.count_prefix("open:") == 2);
     eprintln!("{}", get(r.port, "/swap"));
     // A's client goes away: its close handler runs.
     drop(ca);
-    wait_for("A closed", || a.log.count("close:") == 1);
+    wait_for("A closed", || a.log.count_prefix("close:") == 1);
     std::thread::sleep(Duration::from_millis(200));
     // A is gone; is it still reachable by id?
     eprintln!("send to A: {}", get(r.port, "/send?name=A"));
@@ -816,7 +799,7 @@ fn nested_with_socket_swap() {
     assert_eq!(recv_text(&mut cb), "via fetch");
     assert_eq!(recv_text(&mut cb), "still-here");
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     assert!(a.log.has("swapped:Some(Some(()))"));
     assert!(
         a.log.find("fetch-send:A:Dropped").is_some(),
@@ -837,11 +820,11 @@ fn subscription_during_peer_close(mode: &str) {
     let (a, mut r) = attack_server(mode);
     let c = connect(&r.url("/?name=sub-victim"));
     let mut other = connect(&r.url("/?name=other"));
-    wait_for("open", || a.log.count("open:") == 2);
+    wait_for("open", || a.log.count_prefix("open:") == 2);
     // The peer drops the TCP connection: uWebSockets' own close path runs
     // the subscription handler for each topic, with no frame for the socket.
     drop(c);
-    wait_for("close", || a.log.count("close:sub-victim") >= 1);
+    wait_for("close", || a.log.count_prefix("close:sub-victim") >= 1);
     std::thread::sleep(Duration::from_millis(300));
     if mode == "stop" {
         // The handler stopped the server: the other socket is told so.
@@ -855,13 +838,17 @@ fn subscription_during_peer_close(mode: &str) {
         assert_eq!(recv_text(&mut other), "alive");
     }
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     assert_eq!(
-        a.log.count("close:sub-victim"),
+        a.log.count_prefix("close:sub-victim"),
         1,
         "close handler runs once"
     );
-    assert_eq!(a.log.count("close:other"), 1, "close handler runs once");
+    assert_eq!(
+        a.log.count_prefix("close:other"),
+        1,
+        "close handler runs once"
+    );
     assert_eq!(a.drops.load(Ordering::SeqCst), 2);
     // The closing socket's id resolved to nothing in its subscription events.
     match mode {
@@ -989,8 +976,8 @@ fn upgrade_header_injection_is_refused() {
     assert!(!head.starts_with("HTTP/1.1 101 "), "{head}");
     r.stop();
     assert!(a.log.has("proto2:false"));
-    assert_eq!(a.log.count("hdr:true"), 1);
-    assert_eq!(a.log.count("hdr:false"), cases.len() - 1);
+    assert_eq!(a.log.count_prefix("hdr:true"), 1);
+    assert_eq!(a.log.count_prefix("hdr:false"), cases.len() - 1);
 }
 
 // ------------------------------------------------------------------ topics
@@ -1008,14 +995,17 @@ fn hundred_thousand_topics_then_close() {
     let t = Instant::now();
     c.close(None).unwrap();
     let _ = c.read();
-    wait_for("close", || a.log.count("close:many") == 1);
+    wait_for("close", || a.log.count_prefix("close:many") == 1);
     eprintln!("close with 100000 topics: {:?}", t.elapsed());
     eprintln!("rss (KB) before close {rss_before}, after {}", rss_kb());
-    eprintln!("subscription events: {}", a.log.count("subscription:"));
+    eprintln!(
+        "subscription events: {}",
+        a.log.count_prefix("subscription:")
+    );
     r.stop();
     // One event per topic joined, one per topic left.
-    assert_eq!(a.log.count("subscription:many:"), 200_000);
-    assert_eq!(a.log.count("close:many:"), 1);
+    assert_eq!(a.log.count_prefix("subscription:many:"), 200_000);
+    assert_eq!(a.log.count_prefix("close:many:"), 1);
     assert_eq!(a.drops.load(Ordering::SeqCst), 1);
 }
 
@@ -1067,7 +1057,7 @@ fn nested_cork_and_close_inside_cork() {
         }
     }
     eprintln!("client got {got:?}");
-    wait_for("close", || a.log.count("close:corker") == 1);
+    wait_for("close", || a.log.count_prefix("close:corker") == 1);
     r.stop();
     // Sent, sent, closed; then every send and cork is dropped.
     assert_eq!(a.log.find("cork:").unwrap(), "cork:2:2:true:0:0:0");
@@ -1090,7 +1080,7 @@ fn panic_in_nested_cork() {
     eprintln!("{m:?}");
     wait_for("corkcatch", || a.log.find("corkcatch").is_some());
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     // The panicking handler's socket closed with 1011; the caught panic
     // left the other one usable.
     assert_eq!(cl, Some((1011, "internal error".into())));
@@ -1127,7 +1117,7 @@ fn panics_while_others_close() {
     let _x = connect(&r.url("/?name=closepanic-3"));
     std::thread::sleep(Duration::from_millis(100));
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     assert_eq!(
         a.drops.load(Ordering::SeqCst),
         7,
@@ -1154,7 +1144,7 @@ fn data_drop_panics_and_uses_handle() {
     eprintln!("{:?}", String::from_utf8_lossy(&out).lines().next());
     std::thread::sleep(Duration::from_millis(200));
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     assert_eq!(a.drops.load(Ordering::SeqCst), 7);
 }
 
@@ -1166,7 +1156,7 @@ fn data_drop_stops_server() {
     drop(c1);
     wait_for("run returns", || r.finished());
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     assert_eq!(a.drops.load(Ordering::SeqCst), 2);
 }
 
@@ -1174,20 +1164,20 @@ fn subscription_during_server_close(mode: &str) {
     let (a, mut r) = attack_server(mode);
     let _victim = connect(&r.url("/?name=sub-victim"));
     let mut other = connect(&r.url("/?name=other"));
-    wait_for("open", || a.log.count("open:") == 2);
+    wait_for("open", || a.log.count_prefix("open:") == 2);
     // Another socket's handler closes the victim: uWebSockets' end() runs
     // the subscription handler for each topic, with no frame for the victim.
     other.send(M::text("closeother sub-victim")).unwrap();
     assert_eq!(recv_text(&mut other), "ok");
-    wait_for("close", || a.log.count("close:sub-victim") >= 1);
+    wait_for("close", || a.log.count_prefix("close:sub-victim") >= 1);
     std::thread::sleep(Duration::from_millis(300));
     other.send(M::text("echo alive")).unwrap();
     let alive = recv_text(&mut other);
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     assert_eq!(alive, "alive");
     assert_eq!(
-        a.log.count("close:sub-victim"),
+        a.log.count_prefix("close:sub-victim"),
         1,
         "close handler runs once"
     );
@@ -1214,7 +1204,7 @@ fn nested_with_socket_swap_then_use() {
     let (a, mut r) = attack_server("");
     let mut ca = connect(&r.url("/?name=A"));
     let mut cb = connect(&r.url("/?name=B"));
-    wait_for("both open", || a.log.count("open:") == 2);
+    wait_for("both open", || a.log.count_prefix("open:") == 2);
     eprintln!("{}", get(r.port, "/swap2"));
     let mut reads = Vec::new();
     for c in [&mut ca, &mut cb] {
@@ -1225,7 +1215,7 @@ fn nested_with_socket_swap_then_use() {
         reads.push(c.read().map(|m| m.to_string()).ok());
     }
     r.stop();
-    eprintln!("{:#?}", a.log.all());
+    eprintln!("{:#?}", a.log.events());
     // `wa` is still A's socket after swapping the data: the message goes to
     // A's client, A's id is unchanged, and A now holds B's data.
     assert_eq!(

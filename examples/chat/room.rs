@@ -1,16 +1,22 @@
 //! The chat room handler, shared by the example and the allocation test.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use uws::{Message, Request, Response, Server, ServerWebSocket, UpgradeOptions, WebSocketHandler};
 
 pub const ROOM: &str = "room";
 
+/// Shared by every thread of the server (`--threads`).
 pub struct Chat {
-    /// Sockets still to join before `ready` is published.
-    waiting_for: Cell<usize>,
-    /// The line being published, `NAME: message`, built in one buffer
-    /// reused for every message: steady-state messages allocate nothing.
-    line: RefCell<String>,
+    /// Sockets still to join before `ready` is published, on all threads.
+    waiting_for: AtomicUsize,
+}
+
+thread_local! {
+    /// The line being published, `NAME: message`, built in one buffer per
+    /// thread reused for every message: steady-state messages allocate
+    /// nothing.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Per socket: the member's name (Bun's `ws.data.name`).
@@ -35,25 +41,26 @@ impl WebSocketHandler for Chat {
 
     fn open(&self, ws: &mut ServerWebSocket<Member>) {
         ws.subscribe(ROOM);
-        match self.waiting_for.get() {
-            0 => {}
-            1 => {
-                self.waiting_for.set(0);
-                ws.server().publish(ROOM, "ready", false);
-            }
-            n => self.waiting_for.set(n - 1),
+        let last = self
+            .waiting_for
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            == Ok(1);
+        if last {
+            ws.server().publish(ROOM, "ready", false);
         }
     }
 
     fn message(&self, ws: &mut ServerWebSocket<Member>, message: Message<'_>) {
         // server.publish("room", `${ws.data.name}: ${message}`)
         let Message::Text(text) = message else { return };
-        let mut line = self.line.borrow_mut();
-        line.clear();
-        line.push_str(&ws.data().name);
-        line.push_str(": ");
-        line.push_str(text);
-        ws.server().publish(ROOM, line.as_str(), false);
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            line.push_str(&ws.data().name);
+            line.push_str(": ");
+            line.push_str(text);
+            ws.server().publish(ROOM, line.as_str(), false);
+        });
     }
 }
 
@@ -61,8 +68,7 @@ impl Chat {
     /// A room that publishes `ready` once `clients` sockets have joined.
     pub fn new(clients: usize) -> Chat {
         Chat {
-            waiting_for: Cell::new(clients),
-            line: RefCell::new(String::new()),
+            waiting_for: AtomicUsize::new(clients),
         }
     }
 }

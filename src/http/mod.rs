@@ -11,4 +11,4 @@ pub(crate) use pending::PendingTable;
 pub use pending::{BodyFuture, BodyWriter, Flow, PendingRequest};
 pub use request::Request;
 pub use response::Response;
-pub(crate) use response::{framing_header, valid_header};
+pub(crate) use response::{framing_header, valid_header, write_header};

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::ffi::bytes;
 use crate::http::{Body, Request, Response};
 use crate::options::SubprotocolPolicy;
-use crate::server::callbacks::{caught, drop_contained};
+use crate::server::callbacks::{caught, drop_contained, drop_payload};
 use crate::server::{accept, Core, Server, Shared};
 use crate::sys;
 use crate::upgrade::UpgradeOptions;
@@ -159,7 +159,9 @@ fn corked<F: FnOnce()>(ssl: i32, res: *mut sys::uws_res_t, f: F) {
         let call = unsafe { &mut *(arg as *mut Call<F>) };
         if let Some(f) = call.0.take() {
             // Our own code, which reports rather than panics; contain it anyway.
-            let _ = catch_unwind(AssertUnwindSafe(f));
+            if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+                drop_payload(p);
+            }
         }
     }
     let mut call = Call(Some(f));

@@ -75,31 +75,14 @@ impl Response {
         let status = if valid { self.status } else { 500 };
         let mut line = [0u8; 64];
         let line = status_line(status, &mut line);
-        // SAFETY: `res` is the live response of the current request; all
-        // buffers are borrowed for each call.
-        unsafe {
-            sys::uws_res_write_status(ssl, res, line.as_ptr().cast(), line.len());
-            for (k, v) in self.headers.iter().filter(|_| valid) {
-                sys::uws_res_write_header(
-                    ssl,
-                    res,
-                    k.as_ptr().cast(),
-                    k.len(),
-                    v.as_ptr().cast(),
-                    v.len(),
-                );
-            }
-            if close {
-                let (k, v) = ("Connection", "close");
-                sys::uws_res_write_header(
-                    ssl,
-                    res,
-                    k.as_ptr().cast(),
-                    k.len(),
-                    v.as_ptr().cast(),
-                    v.len(),
-                );
-            }
+        // SAFETY: `res` is the live response of the current request; the
+        // line is borrowed for the call.
+        unsafe { sys::uws_res_write_status(ssl, res, line.as_ptr().cast(), line.len()) };
+        for (k, v) in self.headers.iter().filter(|_| valid) {
+            write_header(ssl, res, k, v);
+        }
+        if close {
+            write_header(ssl, res, "Connection", "close");
         }
         valid
     }
@@ -136,6 +119,22 @@ impl From<String> for Response {
     fn from(body: String) -> Self {
         Response::new(body)
     }
+}
+
+/// Writes one header of the response `res` (live, of a request still
+/// waiting for its answer, before its end).
+pub(crate) fn write_header(ssl: i32, res: *mut sys::uws_res_t, name: &str, value: &str) {
+    // SAFETY: as the caller promises; both strings are borrowed for the call.
+    unsafe {
+        sys::uws_res_write_header(
+            ssl,
+            res,
+            name.as_ptr().cast(),
+            name.len(),
+            value.as_ptr().cast(),
+            value.len(),
+        )
+    };
 }
 
 /// Headers that say where a message ends: uWebSockets writes them itself.

@@ -64,6 +64,12 @@ fn free_loop_if_unused() {
     }
 }
 
+/// Whether `App::run` runs this thread's loop now (so the current loop
+/// iteration will end, and its post handlers run).
+pub(crate) fn loop_running() -> bool {
+    RUNNING.with(Cell::get)
+}
+
 /// Whether a callback of any server of this thread runs now (doomed ones
 /// included).
 fn callback_running() -> bool {
@@ -214,7 +220,7 @@ impl<H: WebSocketHandler> Deref for App<H> {
 impl<H: WebSocketHandler> App<H> {
     /// Owns `server` (whose native app was made on `thread`'s loop) and
     /// its handler from now on.
-    pub(crate) fn new(thread: ThreadLoop, handler: H, server: Server<H::Data>) -> Self {
+    pub(crate) fn new(thread: ThreadLoop, handler: Arc<H>, server: Server<H::Data>) -> Self {
         let ctx = Box::into_raw(Box::new(Ctx { handler, server }));
         let app = App {
             // SAFETY: from Box::into_raw, never null.
@@ -255,6 +261,8 @@ impl<H: WebSocketHandler> App<H> {
         unsafe { sys::uws_loop_run(self.core().loop_) };
         RUNNING.with(|r| r.set(false));
         free_doomed();
+        // On several threads, the first returns once all have ended.
+        self.core().join_threads();
     }
 
     /// Frees a context made by `new`.
@@ -267,6 +275,7 @@ impl<H: WebSocketHandler> App<H> {
         let core = unsafe { (*(ctx as *const Ctx<H>)).server.core() };
         core.close_stop_timer();
         core.stop_now();
+        core.leave_loop();
         // SAFETY: every connection is closed and no callback can come any
         // more; the native app is freed before the context its callbacks
         // point at.
@@ -275,6 +284,7 @@ impl<H: WebSocketHandler> App<H> {
             sys::uws_app_destroy(core.ssl, core.app);
         }
         core.shared.close();
+        core.join_threads();
         // SAFETY: made by `Box::into_raw` in `new`; caller's promise.
         let ctx = unsafe { Box::from_raw(ctx as *mut Ctx<H>) };
         let _ = drop_contained(ctx);

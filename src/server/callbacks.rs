@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::ffi::bytes;
@@ -22,7 +23,8 @@ use crate::websocket::{Message, ReadyState, ServerWebSocket};
 
 /// What the native callbacks point at: the handler and its server.
 pub(crate) struct Ctx<H: WebSocketHandler> {
-    pub(crate) handler: H,
+    /// Shared by the threads of a server on several.
+    pub(crate) handler: Arc<H>,
     pub(crate) server: Server<H::Data>,
 }
 
@@ -39,15 +41,34 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
 /// its own destructor's panic contained).
 pub(crate) fn caught(handler: &'static str, payload: Box<dyn Any + Send>) -> Error {
     let message = panic_message(&*payload);
-    let _ = drop_contained(payload);
+    drop_payload(payload);
     Error::HandlerPanic { handler, message }
+}
+
+/// Drops a panic payload. One whose destructor panics in turn is contained,
+/// and so is the payload of that panic, a few levels deep; past that the
+/// last one is leaked rather than dropped (a payload can panic on every
+/// drop, and nothing may unwind into C++).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    let mut payload = payload;
+    for _ in 0..8 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(again) => payload = again,
+        }
+    }
+    std::mem::forget(payload);
 }
 
 /// Drops `value`, containing a panic of its destructor.
 pub(crate) fn drop_contained<T>(value: T) -> Result<(), Error> {
-    catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(|p| Error::HandlerPanic {
-        handler: "drop",
-        message: panic_message(&*p),
+    catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(|p| {
+        let message = panic_message(&*p);
+        drop_payload(p);
+        Error::HandlerPanic {
+            handler: "drop",
+            message,
+        }
     })
 }
 
@@ -58,7 +79,9 @@ impl<H: WebSocketHandler> Ctx<H> {
 
     fn report(&self, ws: Option<&mut ServerWebSocket<Data<H>>>, error: &Error) {
         // A panicking error handler has nowhere left to report to.
-        let _ = catch_unwind(AssertUnwindSafe(|| self.handler.error(ws, error)));
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.handler.error(ws, error))) {
+            drop_payload(p);
+        }
     }
 
     /// Runs `f` with the socket handed out (busy), containing a panic.
@@ -150,6 +173,7 @@ impl<H: WebSocketHandler> Ctx<H> {
             core.registry.borrow_mut().remove(state.id.get());
             state.ready.set(ReadyState::Closed);
         }
+        core.count_socket(false);
         let reason = String::from_utf8_lossy(reason);
         let code = u16::try_from(code).unwrap_or(1006);
         // SAFETY: live and not busy. In the Closed state every send inside
@@ -196,12 +220,13 @@ impl<H: WebSocketHandler> Ctx<H> {
             core.leave();
             return;
         }
-        // SAFETY: `res` is the response of this request; a closed one (the
-        // handler stopped the server at once) stays readable until the loop
-        // iteration ends.
-        let open = unsafe { sys::uws_res_closed(ssl, res) } == 0;
+        // Asked right before each write: user code (a drop, the error
+        // handler) may run in between.
+        // SAFETY: `res` is the response of this request; a closed one stays
+        // readable until the loop iteration ends.
+        let open = || unsafe { sys::uws_res_closed(ssl, res) } == 0;
         match upgrade {
-            Some(upgrade) if open && !core.stopping() => {
+            Some(upgrade) if open() && !core.stopping() => {
                 match upgrade.downcast::<UpgradeOptions<Data<H>>>() {
                     Ok(options) => {
                         let key = request
@@ -222,13 +247,13 @@ impl<H: WebSocketHandler> Ctx<H> {
                 if let Err(e) = drop_contained(upgrade) {
                     self.report(None, &e);
                 }
-                if open {
+                if open() {
                     Response::new("server stopping")
                         .with_status(503)
                         .write(ssl, res, true, false);
                 }
             }
-            None if open => {
+            None if open() => {
                 let head = request.method().eq_ignore_ascii_case("HEAD");
                 response.write(ssl, res, core.stopping(), head)
             }
@@ -268,6 +293,7 @@ pub(crate) unsafe extern "C" fn on_open<H: WebSocketHandler>(
         let state = &(*slot).state;
         state.ws.set(ws);
         state.id.set(c.core().registry.borrow_mut().insert(user));
+        c.core().count_socket(true);
         c.dispatch(slot, "open", |h, s| h.open(s));
     }
 }
@@ -367,8 +393,10 @@ pub(crate) unsafe extern "C" fn on_subscription<H: WebSocketHandler>(
     }
     core.enter();
     // SAFETY: the topic bytes are valid during the call.
-    let topic = String::from_utf8_lossy(unsafe { bytes(topic, length) });
+    let topic = unsafe { bytes(topic, length) };
     let (old, new) = (old_count.max(0) as usize, new_count.max(0) as usize);
+    core.count_subscribers(topic, new);
+    let topic = String::from_utf8_lossy(topic);
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
         c.handler.subscription(&c.server, id, &topic, old, new)
     })) {

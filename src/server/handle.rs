@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::Error;
 use crate::server::callbacks::{caught, drop_contained};
+use crate::server::cluster::Cluster;
 use crate::server::{Core, Server};
 use crate::sys;
 use crate::websocket::Message;
@@ -59,7 +60,7 @@ impl Shared {
 
     /// Queues `job` for the server's loop and wakes it. With `bounded`, a
     /// full queue refuses the job.
-    fn push(self: &Arc<Self>, job: Job, bounded: bool) -> Result<(), Error> {
+    pub(crate) fn push(self: &Arc<Self>, job: Job, bounded: bool) -> Result<(), Error> {
         let mut s = self.lock();
         if s.loop_.is_null() {
             drop(s);
@@ -206,13 +207,16 @@ unsafe extern "C" fn drop_wakeup(arg: *mut c_void) {
 /// # Ok::<(), uws::Error>(())
 /// ```
 pub struct ServerHandle<T> {
+    /// The (first) thread's queue.
     shared: Arc<Shared>,
+    /// The server's threads, when it has several.
+    cluster: Option<Arc<Cluster>>,
     _data: PhantomData<fn(T)>,
 }
 
 impl<T> Clone for ServerHandle<T> {
     fn clone(&self) -> Self {
-        ServerHandle::new(self.shared.clone())
+        ServerHandle::new(self.shared.clone(), self.cluster.clone())
     }
 }
 
@@ -223,9 +227,10 @@ impl<T> std::fmt::Debug for ServerHandle<T> {
 }
 
 impl<T> ServerHandle<T> {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, cluster: Option<Arc<Cluster>>) -> Self {
         ServerHandle {
             shared,
+            cluster,
             _data: PhantomData,
         }
     }
@@ -236,12 +241,14 @@ impl<T> ServerHandle<T> {
 }
 
 impl<T: 'static> ServerHandle<T> {
-    /// Runs `f` on the server's thread, soon.
+    /// Runs `f` on the server's thread, soon (the first thread of a server
+    /// on several).
     pub fn defer(&self, f: impl FnOnce(&Server<T>) + Send + 'static) -> Result<(), Error> {
         self.queue(Box::new(move |core: &Core| f(Server::from_core(core))))
     }
 
-    /// Publishes from another thread (see [`Server::publish`]).
+    /// Publishes from another thread (see [`Server::publish`]). A server
+    /// on several threads gets it on each thread that has subscribers.
     pub fn publish(
         &self,
         topic: impl Into<String>,
@@ -249,9 +256,18 @@ impl<T: 'static> ServerHandle<T> {
         compress: bool,
     ) -> Result<(), Error> {
         let topic = topic.into();
-        self.defer(move |s| {
-            s.publish(&topic, message.as_message(), compress);
-        })
+        match &self.cluster {
+            Some(cluster) => {
+                if cluster.stopped() {
+                    return Err(Error::NotRunning);
+                }
+                cluster.forward_from_outside(&topic, message.as_message(), compress);
+                Ok(())
+            }
+            None => self.defer(move |s| {
+                s.publish(&topic, message.as_message(), compress);
+            }),
+        }
     }
 
     /// Sends to a socket by id from another thread; a closed socket drops
@@ -262,9 +278,13 @@ impl<T: 'static> ServerHandle<T> {
         message: OwnedMessage,
         compress: bool,
     ) -> Result<(), Error> {
-        self.defer(move |s| {
-            s.send(id, message.as_message(), compress);
-        })
+        let job: Job = Box::new(move |core: &Core| {
+            Server::<T>::from_core(core).send(id, message.as_message(), compress);
+        });
+        match &self.cluster {
+            Some(cluster) => cluster.run_on_owner(id.server(), job),
+            None => self.queue(job),
+        }
     }
 
     /// Stops the server from another thread (see [`Server::stop`]).
@@ -316,6 +336,15 @@ impl From<String> for OwnedMessage {
 impl From<&str> for OwnedMessage {
     fn from(s: &str) -> Self {
         OwnedMessage::Text(s.to_owned())
+    }
+}
+
+impl From<Message<'_>> for OwnedMessage {
+    fn from(m: Message<'_>) -> Self {
+        match m {
+            Message::Text(s) => OwnedMessage::Text(s.to_owned()),
+            Message::Binary(b) => OwnedMessage::Binary(b.to_owned()),
+        }
     }
 }
 

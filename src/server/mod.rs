@@ -3,7 +3,8 @@
 
 mod app;
 pub(crate) mod callbacks;
-mod handle;
+pub(crate) mod cluster;
+pub(crate) mod handle;
 mod timers;
 
 use std::cell::{Cell, RefCell};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
-use crate::http::{PendingTable, Request};
+use crate::http::{write_header, PendingTable, Request};
 use crate::options::{ServeOptions, SubprotocolPolicy};
 use crate::registry::{Registry, SocketId};
 use crate::sys;
@@ -31,6 +32,8 @@ use crate::websocket::{
 };
 
 pub use app::App;
+pub use cluster::serve_threaded;
+use cluster::Link;
 pub(crate) use handle::Shared;
 pub use handle::{OwnedMessage, ServerHandle};
 pub use timers::TimerId;
@@ -38,6 +41,17 @@ use timers::Timers;
 
 /// How often a stopping server closes HTTP connections that became idle.
 const STOP_SWEEP: Duration = Duration::from_millis(100);
+
+/// A close that frees connection state at once, asked for while a callback
+/// runs. A handler may still read views into that state (a fragmented
+/// message joined in the socket's fragment buffer, a request head parsed
+/// from the connection's buffer, a close reason), and uWebSockets may be
+/// walking the socket below us. So these closes happen at the loop's next
+/// wakeup.
+enum Postponed {
+    Terminate(SocketId),
+    CloseAll,
+}
 
 /// Entry points into the handler's generic code, for code that only knows
 /// the [`Core`].
@@ -71,6 +85,11 @@ pub(crate) struct Core {
     timers: Timers,
     /// Callbacks of this server on the stack now (see [`App`]'s drop).
     depth: Cell<u32>,
+    /// Closes asked for inside a callback, done at the loop's next wakeup
+    /// (see [`Postponed`]).
+    postponed: RefCell<Vec<Postponed>>,
+    /// A wakeup for them is queued.
+    has_postponed: Cell<bool>,
     /// The socket whose own subscribe/unsubscribe call is running.
     subscribing: Cell<*mut sys::uws_ws_t>,
     /// Read by the shim before each subscription event (see `uws_ws_behavior_t`).
@@ -81,6 +100,16 @@ pub(crate) struct Core {
     grace: Duration,
     stop_timer: Cell<*mut sys::uws_timer_t>,
     stop_deadline: Cell<Option<Instant>>,
+    /// On several threads: this thread's place among them.
+    cluster: Option<Link>,
+    /// On several threads, keeps the loop running until the stop (there is
+    /// no listening socket on it).
+    keepalive: Cell<*mut sys::uws_timer_t>,
+    /// On several threads: publishes for each other thread, sent off at the
+    /// end of the loop iteration.
+    outbox: RefCell<Vec<Vec<cluster::Forward>>>,
+    /// The inbox's batch buffer, kept for its capacity.
+    inbox_spare: RefCell<Vec<cluster::Forward>>,
     pub(crate) shared: Arc<Shared>,
     ctx: Cell<*const c_void>,
     hooks: Hooks,
@@ -99,6 +128,57 @@ impl Core {
 
     pub(crate) fn leave(&self) {
         self.depth.set(self.depth.get() - 1);
+    }
+
+    /// Queues `op` for the loop's next wakeup: a point where no callback of
+    /// ours and no uWebSockets frame of a socket is on the stack (when the
+    /// outermost callback returns, uWebSockets may still be walking the
+    /// socket, e.g. its topics in `end()`).
+    fn postpone(&self, op: Postponed) {
+        self.postponed.borrow_mut().push(op);
+        if !self.has_postponed.replace(true) {
+            let _ = self
+                .shared
+                .push(Box::new(|core: &Core| core.run_postponed()), false);
+        }
+    }
+
+    /// Does the closes postponed while callbacks ran (and those their close
+    /// handlers postpone in turn); runs as a job of the loop.
+    fn run_postponed(&self) {
+        loop {
+            let ops = std::mem::take(&mut *self.postponed.borrow_mut());
+            if ops.is_empty() {
+                break;
+            }
+            for op in ops {
+                match op {
+                    Postponed::Terminate(id) => {
+                        if let Some(state) = self.socket(id) {
+                            // SAFETY: a registered socket's state, read
+                            // before the close frees it.
+                            let ws = unsafe { (*state).ws.get() };
+                            // SAFETY: the socket is open (registered); its
+                            // close callback runs the close handler.
+                            unsafe { sys::uws_ws_close(self.ssl, ws) };
+                        }
+                    }
+                    Postponed::CloseAll => self.close_all(),
+                }
+            }
+        }
+        self.has_postponed.set(false);
+    }
+
+    /// Closes a socket at once (Bun's `ws.terminate()`), when no callback
+    /// holds views into its buffers.
+    pub(crate) fn terminate(&self, id: SocketId, ws: *mut sys::uws_ws_t) {
+        if self.in_callback() {
+            self.postpone(Postponed::Terminate(id));
+        } else {
+            // SAFETY: the caller's open socket of this server.
+            unsafe { sys::uws_ws_close(self.ssl, ws) };
+        }
     }
 
     /// Whether a callback of this server is running now.
@@ -122,9 +202,29 @@ impl Core {
     }
 
     /// The handler keeps the default `subscription`: stop crossing into
-    /// Rust for these events.
+    /// Rust for these events, unless the threads of the server need them.
     pub(crate) fn subscription_events_unused(&self) {
-        self.subscription_enabled.set(0);
+        if self.cluster.is_none() {
+            self.subscription_enabled.set(0);
+        }
+    }
+
+    /// A socket of this thread opened or closed.
+    pub(crate) fn count_socket(&self, opened: bool) {
+        if let Some(link) = &self.cluster {
+            if opened {
+                link.cluster.opened(link.thread);
+            } else {
+                link.cluster.closed(link.thread);
+            }
+        }
+    }
+
+    /// This thread's subscribers to `topic` are now `count`.
+    pub(crate) fn count_subscribers(&self, topic: &[u8], count: usize) {
+        if let Some(link) = &self.cluster {
+            link.cluster.subscription(link.thread, topic, count);
+        }
     }
 
     pub(crate) fn max_request_body_size(&self) -> usize {
@@ -149,34 +249,6 @@ impl Core {
     pub(crate) fn report(&self, error: &Error) {
         // SAFETY: the context lives as long as the core.
         unsafe { (self.hooks.report)(self.ctx.get(), error) }
-    }
-
-    pub(crate) fn publish(
-        &self,
-        topic: &str,
-        message: Message<'_>,
-        compress: bool,
-    ) -> PublishStatus {
-        let bytes = message.as_bytes();
-        // SAFETY: the app is alive as long as the core; buffers are borrowed
-        // for the call (uWebSockets copies what it queues).
-        let published = unsafe {
-            sys::uws_app_publish(
-                self.ssl,
-                self.app,
-                topic.as_ptr().cast(),
-                topic.len(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                message.opcode(),
-                self.compress(compress),
-            )
-        };
-        if published != 0 {
-            PublishStatus::Published(bytes.len())
-        } else {
-            PublishStatus::NoSubscribers
-        }
     }
 
     /// The shared state of an open socket by id. A pointer, not a
@@ -211,11 +283,58 @@ impl Core {
         };
     }
 
-    /// Bun's graceful `server.stop()`.
+    /// Bun's graceful `server.stop()`, on every thread of the server.
     pub(crate) fn stop(&self) {
+        match &self.cluster {
+            Some(link) => link.cluster.stop_all(Some((self, link.thread)), false),
+            None => self.stop_local(),
+        }
+    }
+
+    /// Bun's `server.stop(true)`, on every thread of the server.
+    pub(crate) fn stop_now(&self) {
+        match &self.cluster {
+            Some(link) => link.cluster.stop_all(Some((self, link.thread)), true),
+            None => self.stop_now_local(),
+        }
+    }
+
+    /// Removes what a server on several threads added to the loop.
+    pub(crate) fn leave_loop(&self) {
+        if self.cluster.is_some() {
+            // SAFETY: registered in `build` with this core as key; not called
+            // from inside a post handler (the App is freed outside them).
+            unsafe {
+                sys::uws_loop_remove_post_handler(
+                    self.loop_,
+                    (self as *const Core).cast_mut().cast(),
+                )
+            };
+        }
+    }
+
+    /// On the first thread of a server on several: waits for the others
+    /// (and the acceptor) to end.
+    pub(crate) fn join_threads(&self) {
+        if let Some(link) = self.cluster.as_ref().filter(|l| l.thread == 0) {
+            link.cluster.join();
+        }
+    }
+
+    fn close_keepalive(&self) {
+        let timer = self.keepalive.replace(ptr::null_mut());
+        if !timer.is_null() {
+            // SAFETY: our timer, closed once (we cleared our pointer).
+            unsafe { sys::uws_timer_close(timer) };
+        }
+    }
+
+    /// The graceful stop of this thread.
+    pub(crate) fn stop_local(&self) {
         if self.stopping.replace(true) {
             return;
         }
+        self.close_keepalive();
         self.timers.clear_all();
         let http = self.http.get();
         if !http.is_null() {
@@ -264,11 +383,21 @@ impl Core {
         }
     }
 
-    /// Bun's `server.stop(true)`: closes every connection now.
-    pub(crate) fn stop_now(&self) {
+    /// Bun's `server.stop(true)` on this thread: closes every connection now.
+    pub(crate) fn stop_now_local(&self) {
         self.stopping.set(true);
+        self.close_keepalive();
         self.timers.clear_all();
         self.close_stop_timer();
+        if self.in_callback() {
+            self.postpone(Postponed::CloseAll);
+        } else {
+            self.close_all();
+        }
+    }
+
+    /// Closes every connection of the server (on this thread) now.
+    fn close_all(&self) {
         for context in [self.http.get(), self.ws_context.get()] {
             if !context.is_null() {
                 // SAFETY: both contexts live as long as the app. Close
@@ -383,8 +512,12 @@ impl<T: 'static> Server<T> {
         self.core.publish(topic, message.into(), compress)
     }
 
-    /// Bun's `server.subscriberCount(topic)`.
+    /// Bun's `server.subscriberCount(topic)` (on every thread of a server
+    /// on several).
     pub fn subscriber_count(&self, topic: &str) -> usize {
+        if let Some(link) = &self.core.cluster {
+            return link.cluster.subscriber_count(topic);
+        }
         // SAFETY: the app is alive; the topic is borrowed for the call.
         unsafe {
             sys::uws_app_num_subscribers(
@@ -396,9 +529,13 @@ impl<T: 'static> Server<T> {
         }
     }
 
-    /// Bun's `server.pendingWebSockets`: open WebSockets.
+    /// Bun's `server.pendingWebSockets`: open WebSockets (on every thread
+    /// of a server on several).
     pub fn pending_websockets(&self) -> usize {
-        self.core.registry.borrow().live()
+        match &self.core.cluster {
+            Some(link) => link.cluster.live(),
+            None => self.core.registry.borrow().live(),
+        }
     }
 
     /// Bun's `server.port`: the bound port (the real one when 0 was asked
@@ -424,13 +561,18 @@ impl<T: 'static> Server<T> {
 
     /// Bun's `server.stop(true)`: stops listening and closes every
     /// connection at once, without close frames; close handlers see 1006
-    /// (those of sockets already closing have run).
+    /// (those of sockets already closing have run). Called inside a
+    /// handler, the connections close right after the current loop
+    /// iteration (until then the message or request it reads stays valid).
     pub fn stop_now(&self) {
         self.core.stop_now();
     }
 
     /// Sends to a socket by id (see [`ServerWebSocket::send`]). A closed
-    /// socket gives [`SendStatus::Dropped`].
+    /// socket gives [`SendStatus::Dropped`]. A socket of another thread of
+    /// the server (see [`serve_threaded`]) gets the message on its thread:
+    /// then `Sent(len)` means it was handed over, and what the send did
+    /// there is not reported (as for [`ServerHandle::send`]).
     pub fn send<'m>(
         &self,
         id: SocketId,
@@ -439,7 +581,9 @@ impl<T: 'static> Server<T> {
     ) -> SendStatus {
         let m = message.into();
         let Some(state) = self.core.socket(id) else {
-            return SendStatus::Dropped;
+            return self.on_owner(id, OwnedMessage::from(m), m.len(), move |s, message| {
+                s.send(id, message.as_message(), compress);
+            });
         };
         // SAFETY: a registered socket's state, read before anything can
         // close it.
@@ -462,20 +606,47 @@ impl<T: 'static> Server<T> {
         SendStatus::from_native(status, payload.len())
     }
 
+    /// Runs `f` with `payload` on the thread that owns `id`, when that is
+    /// another thread of this server.
+    fn on_owner<P: Send + 'static>(
+        &self,
+        id: SocketId,
+        payload: P,
+        len: usize,
+        f: impl FnOnce(&Server<T>, P) + Send + 'static,
+    ) -> SendStatus {
+        let Some(link) = &self.core.cluster else {
+            return SendStatus::Dropped;
+        };
+        let job = Box::new(move |core: &Core| f(Server::from_core(core), payload));
+        match link.cluster.run_on_owner(id.server(), job) {
+            Ok(()) => SendStatus::Sent(len),
+            Err(_) => SendStatus::Dropped,
+        }
+    }
+
     /// Closes a socket by id (see [`ServerWebSocket::close`]); nothing
     /// happens when it is already closed.
     pub fn close(&self, id: SocketId, code: u16, reason: &str) -> Result<(), Error> {
         check_close_code(code)?;
-        if let Some(state) = self.core.socket(id) {
-            self.core.end(state, code, truncate_reason(reason));
+        match self.core.socket(id) {
+            Some(state) => self.core.end(state, code, truncate_reason(reason)),
+            None => {
+                let reason = truncate_reason(reason).to_owned();
+                self.on_owner(id, reason, 0, move |s, reason| {
+                    let _ = s.close(id, code, &reason);
+                });
+            }
         }
         Ok(())
     }
 
     /// Runs `f` on a socket by id, with full access to it and its data.
-    /// `None` when the socket is closed or closing, or when a handler holds
+    /// `None` when the socket is closed or closing, when a handler holds
     /// it right now (its own handler, or an outer `with_socket`: use the
-    /// `ws` you were given there).
+    /// `ws` you were given there), or when it lives on another thread of
+    /// the server (reach it with [`send`](Self::send) and
+    /// [`close`](Self::close), or a job on its thread).
     ///
     /// A close that `f` causes (or that arrives meanwhile) runs the close
     /// handler when `f` returns, also when `f` panics (the panic then goes
@@ -520,7 +691,10 @@ impl<T: 'static> Server<T> {
     /// A handle for other threads (Bun has none: one loop per thread is
     /// how uWebSockets scales).
     pub fn handle(&self) -> ServerHandle<T> {
-        ServerHandle::new(self.core.shared.clone())
+        ServerHandle::new(
+            self.core.shared.clone(),
+            self.core.cluster.as_ref().map(|l| l.cluster.clone()),
+        )
     }
 }
 
@@ -552,21 +726,15 @@ pub(crate) fn accept<T>(
     let slot = Slot::new(core, options.data);
     let status = "101 Switching Protocols";
     // SAFETY: `res` is a live response of this server waiting for its
-    // answer; the header values are borrowed for each call. The slot pointer
-    // becomes the socket's user data, handed back to `on_open` and freed in
-    // `close_now`.
+    // answer; the status is borrowed for the call.
+    unsafe { sys::uws_res_write_status(ssl, res, status.as_ptr().cast(), status.len()) };
+    for (k, v) in &options.headers {
+        write_header(ssl, res, k, v);
+    }
+    // SAFETY: as above; the views are borrowed for the call. The slot
+    // pointer becomes the socket's user data, handed back to `on_open` and
+    // freed in `close_now`.
     unsafe {
-        sys::uws_res_write_status(ssl, res, status.as_ptr().cast(), status.len());
-        for (k, v) in &options.headers {
-            sys::uws_res_write_header(
-                ssl,
-                res,
-                k.as_ptr().cast(),
-                k.len(),
-                v.as_ptr().cast(),
-                v.len(),
-            );
-        }
         sys::uws_res_upgrade(
             ssl,
             res,
@@ -621,22 +789,32 @@ fn listen_error(options: &ServeOptions, errno: c_int) -> Error {
 /// Bun's `Bun.serve({ fetch, websocket })`: creates the server on this
 /// thread's event loop and binds it. Call [`App::run`] to serve.
 ///
-/// Errors: a bad option, an address that cannot be bound (in use, no
+/// Errors: a bad option (also [`threads`](ServeOptions::threads) other than
+/// 1: use [`serve_threaded`]), an address that cannot be bound (in use, no
 /// permission, a host name that does not resolve), a TLS file that cannot
 /// be loaded.
 pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<App<H>, Error> {
     options.check()?;
+    if options.threads != 1 {
+        return Err(Error::InvalidOption {
+            name: "threads",
+            reason: "serve runs one thread; use serve_threaded (with a Send + Sync handler)".into(),
+        });
+    }
+    let app = build(&options, Arc::new(handler), None, 0)?;
+    listen(&app, &options)?;
+    Ok(app)
+}
+
+/// Makes the App of one thread: its native app, handlers, TLS names, but
+/// no listening socket (`port` is what it reports).
+fn build<H: WebSocketHandler>(
+    options: &ServeOptions,
+    handler: Arc<H>,
+    cluster: Option<Link>,
+    port: u16,
+) -> Result<App<H>, Error> {
     let behavior = options.websocket.to_behavior()?;
-    let unix = match &options.unix {
-        Some(path) => Some(
-            CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::UnixPath(path.clone()))?,
-        ),
-        None => None,
-    };
-    let host = CString::new(options.hostname.as_str()).map_err(|_| Error::InvalidOption {
-        name: "hostname",
-        reason: "contains a NUL byte".into(),
-    })?;
     let tls = options.tls.as_ref().map(TlsOptions::load).transpose()?;
     let ssl = i32::from(tls.is_some());
     let thread = app::ThreadLoop::acquire()?;
@@ -651,13 +829,15 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
     let shared = Shared::new(thread.loop_(), options.queue_limit);
     let registry = Registry::new();
     let server_number = registry.server();
+    let clustered = cluster.is_some();
     let core = Core {
         ssl,
         app,
         loop_: thread.loop_(),
-        http: Cell::new(ptr::null_mut()),
+        // SAFETY: a live app of kind `ssl`.
+        http: Cell::new(unsafe { sys::uws_app_http_context(ssl, app) }),
         ws_context: Cell::new(ptr::null_mut()),
-        port: Cell::new(0),
+        port: Cell::new(port),
         hostname: options.hostname.clone(),
         publish_to_self: options.websocket.publish_to_self,
         compress_sends: options
@@ -670,6 +850,8 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
         timers: Timers::new(server_number),
         max_request_body_size: options.max_request_body_size,
         depth: Cell::new(0),
+        postponed: RefCell::new(Vec::new()),
+        has_postponed: Cell::new(false),
         subscribing: Cell::new(ptr::null_mut()),
         subscription_enabled: Cell::new(1),
         stopping: Cell::new(false),
@@ -677,6 +859,14 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
         grace: options.stop_grace_period,
         stop_timer: Cell::new(ptr::null_mut()),
         stop_deadline: Cell::new(None),
+        outbox: RefCell::new(
+            (0..cluster.as_ref().map_or(0, |l| l.cluster.threads()))
+                .map(|_| Vec::new())
+                .collect(),
+        ),
+        inbox_spare: RefCell::new(Vec::new()),
+        cluster,
+        keepalive: Cell::new(ptr::null_mut()),
         shared: shared.clone(),
         ctx: Cell::new(ptr::null()),
         hooks: callbacks::hooks::<H>(),
@@ -696,17 +886,10 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
     let mut behavior = callbacks::behavior::<H>(behavior, ctx);
     behavior.subscription_enabled = core.subscription_enabled.as_ptr();
     let pattern = c"/*";
-    let listen_options: sys::uws_listen_option_t = if options.reuse_port {
-        sys::UWS_LISTEN_REUSE_PORT
-    } else {
-        sys::UWS_LISTEN_EXCLUSIVE_PORT
-    };
-    let listen_options = listen_options as c_int;
-    let mut errno = 0;
     // SAFETY: the app is alive; the behavior's context and the flag it
     // points at outlive the app (freed after it by `App`); the trampolines
     // match the context.
-    let listen = unsafe {
+    unsafe {
         if sys::uws_app_ws(ssl, app, pattern.as_ptr(), &behavior) == 0 {
             return Err(Error::InvalidOption {
                 name: "websocket",
@@ -720,13 +903,75 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
             Some(callbacks::on_http::<H>),
             ctx.cast_mut().cast(),
         );
+    }
+    for (pattern, names) in tls.iter().flat_map(|t| &t.server_names) {
+        // Check the files with a throwaway app first: uSockets skips a
+        // server name it cannot load without telling.
+        let probe = create_tls_app(names)?;
+        // SAFETY: the probe app is ours and unused; the HTTP context lives
+        // as long as the app and is TLS; options point at files kept alive
+        // by `tls`.
+        unsafe {
+            sys::uws_app_destroy(1, probe);
+            sys::uws_context_add_server_name(
+                1,
+                core.http.get(),
+                pattern.as_ptr(),
+                &names.options(),
+            );
+        }
+    }
+    if clustered {
+        unsafe extern "C" fn never(_: *mut c_void) {}
+        unsafe extern "C" fn flush(arg: *mut c_void) {
+            // SAFETY: the core that registered this handler; it removes it
+            // before it goes away.
+            unsafe { (*(arg as *const Core)).flush_outbox() };
+        }
+        let arg = (core as *const Core).cast_mut().cast();
+        // SAFETY: a timer on this thread's loop that keeps it running until
+        // the stop closes it (it never fires in practice: 24 days), and a
+        // post-iteration handler keyed by the core, removed in `App::free`.
+        unsafe {
+            let timer = sys::uws_timer_create(core.loop_, 0);
+            sys::uws_timer_set(timer, Some(never), ptr::null_mut(), i32::MAX, i32::MAX);
+            core.keepalive.set(timer);
+            sys::uws_loop_add_post_handler(core.loop_, arg, Some(flush), arg);
+        }
+    }
+    Ok(app_owner)
+}
+
+/// Binds the listening socket of a server on one thread.
+fn listen<H: WebSocketHandler>(app: &App<H>, options: &ServeOptions) -> Result<(), Error> {
+    let core = app.core();
+    let ssl = core.ssl;
+    let unix = match &options.unix {
+        Some(path) => Some(
+            CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::UnixPath(path.clone()))?,
+        ),
+        None => None,
+    };
+    let host = CString::new(options.hostname.as_str()).map_err(|_| Error::InvalidOption {
+        name: "hostname",
+        reason: "contains a NUL byte".into(),
+    })?;
+    let listen_options: sys::uws_listen_option_t = if options.reuse_port {
+        sys::UWS_LISTEN_REUSE_PORT
+    } else {
+        sys::UWS_LISTEN_EXCLUSIVE_PORT
+    };
+    let listen_options = listen_options as c_int;
+    let mut errno = 0;
+    // SAFETY: the app is alive; the strings are borrowed for the call.
+    let listen = unsafe {
         match &unix {
             Some(path) => {
-                sys::uws_app_listen_unix(ssl, app, path.as_ptr(), listen_options, &mut errno)
+                sys::uws_app_listen_unix(ssl, core.app, path.as_ptr(), listen_options, &mut errno)
             }
             None => sys::uws_app_listen(
                 ssl,
-                app,
+                core.app,
                 host.as_ptr(),
                 options.port.into(),
                 listen_options,
@@ -735,26 +980,12 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
         }
     };
     if listen.is_null() {
-        return Err(listen_error(&options, errno));
-    }
-    // SAFETY: a live listen socket of this app.
-    core.http
-        .set(unsafe { sys::uws_listen_context(ssl, listen) });
-    for (pattern, names) in tls.iter().flat_map(|t| &t.server_names) {
-        // Check the files with a throwaway app first: uSockets skips a
-        // server name it cannot load without telling.
-        let probe = create_tls_app(names)?;
-        // SAFETY: the probe app is ours and unused; the listen socket is
-        // live and TLS; options point at files kept alive by `tls`.
-        unsafe {
-            sys::uws_app_destroy(1, probe);
-            sys::uws_listen_add_server_name(1, listen, pattern.as_ptr(), &names.options());
-        }
+        return Err(listen_error(options, errno));
     }
     if unix.is_none() {
         // SAFETY: a live listen socket of this app.
         core.port
             .set(unsafe { sys::uws_listen_port(ssl, listen) } as u16);
     }
-    Ok(app_owner)
+    Ok(())
 }

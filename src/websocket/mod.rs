@@ -209,7 +209,8 @@ impl<T> ServerWebSocket<T> {
                 core.compress(compress),
             )
         };
-        if published != 0 {
+        let forwarded = core.forward(topic, m, compress);
+        if published != 0 || forwarded {
             PublishStatus::Published(bytes.len())
         } else {
             PublishStatus::NoSubscribers
@@ -334,12 +335,14 @@ impl<T> ServerWebSocket<T> {
     }
 
     /// Bun's `ws.terminate()`: closes the TCP connection at once, without a
-    /// close frame. The close handler sees 1006.
+    /// close frame. The close handler sees 1006. Inside a handler the
+    /// connection closes (and the close handler runs) right after the
+    /// current loop iteration: until then the message or request it reads
+    /// stays valid, and sends are dropped.
     pub fn terminate(&mut self) {
         if let Some(ws) = self.raw() {
             self.state().ready.set(ReadyState::Closing);
-            // SAFETY: as in `close`.
-            unsafe { sys::uws_ws_close(self.ssl(), ws) };
+            self.core().terminate(self.id(), ws);
         }
     }
 

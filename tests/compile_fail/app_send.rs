@@ -1,3 +1,4 @@
+// expect: E0277
 fn assert_send<T: Send>() {}
 struct H;
 impl uws::WebSocketHandler for H {

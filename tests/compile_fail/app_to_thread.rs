@@ -1,3 +1,4 @@
+// expect: E0277
 struct H;
 impl uws::WebSocketHandler for H {
     type Data = ();

@@ -169,6 +169,31 @@ void remote_address(int ssl, us_socket_t *s, char *buf, int *length) {
     }
 }
 
+// The pinned TemplatedApp keeps its HTTP context private and offers no
+// accessor; an explicit template instantiation may name a private member
+// (C++ [temp.spec.general]), which lets us read it without touching
+// upstream's code.
+template <bool SSL>
+struct HttpContextOf {
+    using type = uWS::HttpContext<SSL> *uWS::TemplatedApp<SSL>::*;
+    friend type member(HttpContextOf);
+};
+
+template <typename Tag, typename Tag::type M>
+struct Expose {
+    friend typename Tag::type member(Tag) { return M; }
+};
+
+template struct Expose<HttpContextOf<false>, &uWS::TemplatedApp<false>::httpContext>;
+#ifndef LIBUS_NO_SSL
+template struct Expose<HttpContextOf<true>, &uWS::TemplatedApp<true>::httpContext>;
+#endif
+
+template <bool SSL>
+us_socket_context_t *http_context(App<SSL> *a) {
+    return reinterpret_cast<us_socket_context_t *>(a->*member(HttpContextOf<SSL>{}));
+}
+
 struct TimerData {
     uws_callback_t cb;
     void *arg;
@@ -207,6 +232,22 @@ uws_listen_t *listen_with(App<SSL> *a, int *error, auto &&listen) {
     return reinterpret_cast<uws_listen_t *>(ls);
 }
 
+// Closes the context's TLS sockets that wait in the loop's low-priority
+// queue (handshakes past uSockets' per-iteration budget): they are in no
+// context's list, and have no request in progress.
+void close_low_priority(int ssl, us_socket_context_t *context) {
+    for (;;) {
+        us_socket_t *s = context->loop->data.low_prio_head;
+        while (s && s->context != context) {
+            s = s->next;
+        }
+        if (!s) {
+            return;
+        }
+        us_socket_close(ssl, s, 0, nullptr);
+    }
+}
+
 // Whether an HTTP connection waits between requests with nothing to write.
 template <bool SSL>
 bool http_idle(us_socket_t *s) {
@@ -241,6 +282,14 @@ void uws_loop_free(uws_loop_t *loop) noexcept {
 
 void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, uws_callback_t drop, void *arg) noexcept {
     reinterpret_cast<uWS::Loop *>(loop)->defer(Deferred(cb, drop, arg));
+}
+
+void uws_loop_add_post_handler(uws_loop_t *loop, void *key, uws_callback_t cb, void *arg) noexcept {
+    reinterpret_cast<uWS::Loop *>(loop)->addPostHandler(key, [cb, arg](uWS::Loop *) { cb(arg); });
+}
+
+void uws_loop_remove_post_handler(uws_loop_t *loop, void *key) noexcept {
+    reinterpret_cast<uWS::Loop *>(loop)->removePostHandler(key);
 }
 
 uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) noexcept {
@@ -332,11 +381,18 @@ void *uws_app_native_handle(int ssl, uws_app_t *a) noexcept {
     return ssl ? with_kind(ssl, [&](auto kind) { return app<decltype(kind)>(a)->getNativeHandle(); }) : nullptr;
 }
 
-void uws_listen_add_server_name(int ssl, uws_listen_t *listen, const char *hostname_pattern,
-                                const uws_tls_options_t *options) noexcept {
+void *uws_app_http_context(int ssl, uws_app_t *a) noexcept {
+    return with_kind(ssl, [&](auto kind) -> void * { return http_context(app<decltype(kind)>(a)); });
+}
+
+void uws_app_adopt(int ssl, uws_app_t *a, int fd) noexcept {
+    with_kind(ssl, [&](auto kind) { app<decltype(kind)>(a)->adoptSocket(fd); });
+}
+
+void uws_context_add_server_name(int ssl, void *context, const char *hostname_pattern,
+                                 const uws_tls_options_t *options) noexcept {
     us_socket_context_options_t o = context_options(options);
-    auto *context = us_socket_context(ssl, reinterpret_cast<us_socket_t *>(listen));
-    us_socket_context_add_server_name(ssl, context, hostname_pattern, o, nullptr);
+    us_socket_context_add_server_name(ssl, static_cast<us_socket_context_t *>(context), hostname_pattern, o, nullptr);
 }
 
 void *uws_listen_context(int ssl, uws_listen_t *listen) noexcept {
@@ -348,6 +404,7 @@ int uws_context_stop_http(int ssl, void *c) noexcept {
     while (context->head_listen_sockets) {
         us_listen_socket_close(ssl, context->head_listen_sockets);
     }
+    close_low_priority(ssl, context);
     return with_kind(ssl, [&](auto kind) {
         constexpr bool SSL = decltype(kind)::value;
         int left = 0;
@@ -374,6 +431,7 @@ void uws_context_close_all(int ssl, void *c) noexcept {
     while (context->head_sockets) {
         us_socket_close(ssl, context->head_sockets, 0, nullptr);
     }
+    close_low_priority(ssl, context);
 }
 
 void uws_app_close(int ssl, uws_app_t *a) noexcept {

@@ -133,6 +133,11 @@ void uws_loop_run(uws_loop_t *loop) UWS_NOEXCEPT;
  * If the loop is freed first, drop(arg) runs instead (drop may be NULL). */
 void uws_loop_defer(uws_loop_t *loop, uws_callback_t cb, uws_callback_t drop, void *arg) UWS_NOEXCEPT;
 
+/* Runs cb(arg) at the end of every iteration of the loop, until removed by
+ * `key` (not from inside a post callback). */
+void uws_loop_add_post_handler(uws_loop_t *loop, void *key, uws_callback_t cb, void *arg) UWS_NOEXCEPT;
+void uws_loop_remove_post_handler(uws_loop_t *loop, void *key) UWS_NOEXCEPT;
+
 /* Timers. A fallthrough timer does not keep the loop running. cb(arg) runs
  * on the loop thread after ms, then every repeat_ms (0 = once). Closing is
  * allowed inside the timer's own callback. */
@@ -162,6 +167,15 @@ void uws_listen_close(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
 /* The socket context of a listen socket (the app's HTTP context). Valid as
  * long as the app. */
 void *uws_listen_context(int ssl, uws_listen_t *listen) UWS_NOEXCEPT;
+/* The app's HTTP socket context (valid as long as the app). */
+void *uws_app_http_context(int ssl, uws_app_t *app) UWS_NOEXCEPT;
+/* Serves a connection accepted elsewhere (a non-blocking socket) on the
+ * app's HTTP context; the fd belongs to the app from then on. */
+void uws_app_adopt(int ssl, uws_app_t *app, int fd) UWS_NOEXCEPT;
+/* TLS: serves hostname_pattern (SNI) with its own certificate on an HTTP
+ * context, routed like every other request. */
+void uws_context_add_server_name(int ssl, void *context, const char *hostname_pattern,
+                                 const uws_tls_options_t *options) UWS_NOEXCEPT;
 /* The graceful part of a stop, on an HTTP context: closes its listen
  * sockets and every HTTP connection that waits between requests with
  * nothing left to write. Connections with a request in progress, or a
@@ -174,10 +188,6 @@ int uws_context_stop_http(int ssl, void *context) UWS_NOEXCEPT;
 void uws_context_close_all(int ssl, void *context) UWS_NOEXCEPT;
 /* The app's SSL_CTX (NULL for a plain app). */
 void *uws_app_native_handle(int ssl, uws_app_t *app) UWS_NOEXCEPT;
-/* TLS: serves hostname_pattern (SNI) with its own certificate on the
- * listen socket's context, routed like every other request. */
-void uws_listen_add_server_name(int ssl, uws_listen_t *listen, const char *hostname_pattern,
-                                const uws_tls_options_t *options) UWS_NOEXCEPT;
 /* Closes listen sockets, HTTP sockets and WebSockets (without close frames). */
 void uws_app_close(int ssl, uws_app_t *app) UWS_NOEXCEPT;
 /* Returns 1 when the topic had subscribers (the message is queued for them). */
