@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the C++ reference servers (chat, echo, http) into target/reference/, from
+# Builds the C++ reference servers (chat, echo, http) into
+# $CARGO_TARGET_DIR/reference/ (target/reference/ by default), from
 # the same uWebSockets/uSockets tree that our crate compiles: the upstream
 # sources with our patches (vendor/patches) applied, which build.rs leaves
 # in its OUT_DIR/upstream (OUT_DIR/upstream.txt says where they came from
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-OUT="$ROOT/target/reference"
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/reference"
 mkdir -p "$OUT/obj"
 
 find_upstream() {
@@ -20,16 +21,19 @@ find_upstream() {
         echo "$REFERENCE_UPSTREAM"
         return
     fi
-    local out_dir
-    out_dir="$(cd "$ROOT" && cargo build --release --lib --message-format=json |
-        python3 -c '
+    local json out_dir
+    json="$(cd "$ROOT" && cargo build --release --lib --message-format=json)" || {
+        echo "build.sh: cargo build --release --lib failed" >&2
+        exit 1
+    }
+    out_dir="$(python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     pid = m.get("package_id", "")
     if m.get("reason") == "build-script-executed" and ("#uws@" in pid or pid.startswith("uws ")):
         print(m["out_dir"])
-')"
+' <<< "$json")"
     if [[ -z "$out_dir" || ! -f "$out_dir/upstream.txt" ]]; then
         echo "build.sh: cargo build --release --lib did not report the uws build script's OUT_DIR" >&2
         exit 1
