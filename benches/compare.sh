@@ -303,6 +303,15 @@ wait_quiet() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $2" | head -1; }
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RUNS"; }
+# What a RESULT line of KIND counts: deliveries (chat), requests (http) or
+# messages (echo).
+units() {
+    case $1 in
+        chat) field deliveries "$2" ;;
+        http) field requests "$2" ;;
+        *) field messages "$2" ;;
+    esac
+}
 
 # run_throughput WORKLOAD SERVER ROUND KIND SERVER_ARGS -- LOADGEN_ARGS
 run_throughput() {
@@ -333,11 +342,7 @@ run_throughput() {
         return 1
     fi
     local count secs med lgcpu lgsec
-    case $kind in
-        chat) count="$(field deliveries "$line")" ;;
-        http) count="$(field requests "$line")" ;;
-        *) count="$(field messages "$line")" ;;
-    esac
+    count="$(units "$kind" "$line")"
     secs="$(field seconds "$line")"
     med="$(field rate_median "$line")"
     lgcpu="$(field loadgen_cpu_frac "$line")"
@@ -486,11 +491,7 @@ run_syscalls() {
     stop_server
     local line count
     line="$(grep '^RESULT' "$RES/$tag.loadgen.txt")"
-    case $kind in
-        chat) count="$(field deliveries "$line")" ;;
-        http) count="$(field requests "$line")" ;;
-        *) count="$(field messages "$line")" ;;
-    esac
+    count="$(units "$kind" "$line")"
     if [[ $rc != 0 || -z "$count" ]]; then
         log "  $tag: failed (rc=$rc), see $RES/$tag.*"
         return 1

@@ -186,31 +186,36 @@ fn direct_sends_keep_their_place_among_published_messages() {
     assert_in_order(&read_texts(&mut a, N), "P", N);
 }
 
-/// Publishes `n` messages of `size` bytes (`NNNNNN` then filler) to `room`
-/// from `a`, `per_burst` at a time; before each burst, waits until the
-/// server holds nothing for `paced` (a reader that keeps up).
-fn publish_big(a: &mut Client, n: usize, size: usize, per_burst: usize, paced: Option<&str>) {
-    for start in (0..n).step_by(per_burst) {
+/// Messages of the backpressure tests: 24 MB in all, more than loopback's
+/// socket buffers hold.
+const BIG_N: usize = 24_000;
+const BIG_SIZE: usize = 1000;
+
+/// Publishes the `BIG_N` messages (`NNNNNN` then filler) to `room` from
+/// `a`, `per_burst` at a time; before each burst, waits until the server
+/// holds nothing for `paced` (a reader that keeps up).
+fn publish_big(a: &mut Client, per_burst: usize, paced: Option<&str>) {
+    for start in (0..BIG_N).step_by(per_burst) {
         if let Some(name) = paced {
             let question = format!("buffered {name}");
             wait_for("the reader to keep up", || {
                 ask(a, &question) == "buffered 0"
             });
         }
-        let end = n.min(start + per_burst);
+        let end = BIG_N.min(start + per_burst);
         burst(
             a,
-            (start..end).map(|i| format!("pub room {i:06}{}", "x".repeat(size - 6))),
+            (start..end).map(|i| format!("pub room {i:06}{}", "x".repeat(BIG_SIZE - 6))),
         );
     }
 }
 
-/// Reads `n` messages of `publish_big`; returns their numbers.
-fn read_big(client: &mut Client, n: usize, size: usize) -> Vec<usize> {
-    (0..n)
+/// Reads the messages of `publish_big`; returns their numbers.
+fn read_big(client: &mut Client) -> Vec<usize> {
+    (0..BIG_N)
         .map(|_| {
             let t = recv_text(client);
-            assert_eq!(t.len(), size, "a message arrived cut or merged");
+            assert_eq!(t.len(), BIG_SIZE, "a message arrived cut or merged");
             assert!(t[6..].bytes().all(|b| b == b'x'), "corrupt payload");
             t[..6].parse().unwrap()
         })
@@ -233,37 +238,43 @@ fn a_reader_that_falls_behind_gets_every_frame_whole_and_in_order() {
     );
     let mut a = join(&hub, "a", "");
     let mut slow = join(&hub, "slow", "room");
-    // 24 MB: more than loopback's socket buffers hold, so most of it waits
-    // in the server's buffer, cut at whatever byte the kernel stopped.
-    const N: usize = 24_000;
-    const SIZE: usize = 1000;
-    publish_big(&mut a, N, SIZE, 1000, None);
+    // Most of it waits in the server's buffer, cut at whatever byte the
+    // kernel stopped.
+    publish_big(&mut a, 1000, None);
     let reply = ask(&mut a, "buffered slow");
     let buffered: usize = reply["buffered ".len()..].parse().unwrap();
     assert!(buffered > 0, "the test needs a full kernel buffer: {reply}");
-    assert_eq!(read_big(&mut slow, N, SIZE), (0..N).collect::<Vec<_>>());
+    assert_eq!(read_big(&mut slow), (0..BIG_N).collect::<Vec<_>>());
 }
 
-#[test]
-fn past_the_backpressure_limit_messages_are_dropped_and_order_kept() {
+/// Publishes `BIG_N` messages of `BIG_SIZE` bytes past a 256 KiB backpressure limit
+/// to a reader that keeps up ("fast", which gets them all, in order) and one
+/// that does not read ("slow"). Returns the server, the publisher, the slow
+/// client and the fast one.
+fn past_the_limit(close_on_limit: bool) -> (Running<Member>, Client, Client, Client) {
     let hub = start(
         WebSocketOptions {
             backpressure_limit: 256 << 10,
+            close_on_backpressure_limit: close_on_limit,
             ..Default::default()
         },
         Hub::default(),
     );
     let mut a = join(&hub, "a", "");
-    let mut slow = join(&hub, "slow", "room");
+    let slow = join(&hub, "slow", "room");
     let mut fast = join(&hub, "fast", "room");
-    const N: usize = 24_000;
-    const SIZE: usize = 1000;
     // The fast reader reads while the messages are published, in bursts
     // small enough for it (the limit holds for every subscriber).
-    let reader = std::thread::spawn(move || (read_big(&mut fast, N, SIZE), fast));
-    publish_big(&mut a, N, SIZE, 100, Some("fast"));
-    let (got, _fast) = reader.join().unwrap();
-    assert_eq!(got, (0..N).collect::<Vec<_>>());
+    let reader = std::thread::spawn(move || (read_big(&mut fast), fast));
+    publish_big(&mut a, 100, Some("fast"));
+    let (got, fast) = reader.join().unwrap();
+    assert_eq!(got, (0..BIG_N).collect::<Vec<_>>());
+    (hub, a, slow, fast)
+}
+
+#[test]
+fn past_the_backpressure_limit_messages_are_dropped_and_order_kept() {
+    let (_hub, mut a, mut slow, _fast) = past_the_limit(false);
     assert_eq!(ask(&mut a, "count room"), "count 2", "slow stays open");
     // The slow one got some of them, whole and in order: it reads now, and
     // once its buffer is empty a last message marks the end.
@@ -274,7 +285,7 @@ fn past_the_backpressure_limit_messages_are_dropped_and_order_kept() {
             if t == "end" {
                 return got;
             }
-            assert_eq!(t.len(), SIZE, "a message arrived cut or merged");
+            assert_eq!(t.len(), BIG_SIZE, "a message arrived cut or merged");
             got.push(t[..6].parse::<usize>().unwrap());
         }
     });
@@ -285,30 +296,14 @@ fn past_the_backpressure_limit_messages_are_dropped_and_order_kept() {
     let got = reader.join().unwrap();
     assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
     assert!(
-        got.len() < N,
+        got.len() < BIG_N,
         "nothing was dropped: the test needs more data"
     );
 }
 
 #[test]
 fn past_the_backpressure_limit_a_slow_subscriber_is_closed_if_asked() {
-    let hub = start(
-        WebSocketOptions {
-            backpressure_limit: 256 << 10,
-            close_on_backpressure_limit: true,
-            ..Default::default()
-        },
-        Hub::default(),
-    );
-    let mut a = join(&hub, "a", "");
-    let _slow = join(&hub, "slow", "room");
-    let mut fast = join(&hub, "fast", "room");
-    const N: usize = 24_000;
-    const SIZE: usize = 1000;
-    let reader = std::thread::spawn(move || (read_big(&mut fast, N, SIZE), fast));
-    publish_big(&mut a, N, SIZE, 100, Some("fast"));
-    let (got, _fast) = reader.join().unwrap();
-    assert_eq!(got, (0..N).collect::<Vec<_>>());
+    let (_hub, mut a, _slow, _fast) = past_the_limit(true);
     wait_for("the slow subscriber to be closed", || {
         ask(&mut a, "count room") == "count 1"
     });

@@ -3,9 +3,7 @@
 //! requests written together, a new one per response). Responses are parsed
 //! for their status and Content-Length only.
 
-use std::time::Duration;
-
-use crate::{cpu_fields, Conn, Gen, Ticker};
+use crate::{closed_loop, cpu_fields, Conn};
 
 impl Conn {
     /// Feeds response bytes; counts whole `200` responses in `msgs`.
@@ -85,7 +83,7 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
         .map(|p| p + 4)
 }
 
-pub(crate) fn run_http(mut g: Gen) -> Result<(), String> {
+pub(crate) fn run_http(mut g: crate::Gen) -> Result<(), String> {
     let n = g.o.clients;
     let k = g.o.pipeline.max(1);
     g.connect_all(false)?;
@@ -94,60 +92,7 @@ pub(crate) fn run_http(mut g: Gen) -> Result<(), String> {
         g.o.host[0], g.o.host[1], g.o.host[2], g.o.host[3], g.o.port
     )
     .into_bytes();
-    let limit = match (g.o.seconds, g.o.messages) {
-        (Some(s), _) => s,
-        (None, Some(_)) => 600.0,
-        (None, None) => 10.0,
-    };
-    let target = g.o.messages.unwrap_or(u64::MAX);
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut ticker = Ticker::new("responses", g.o.quiet);
-    let start = ticker.start;
-    let deadline = start + Duration::from_secs_f64(limit);
-    let ep = g.ep;
-    let mut responses: u64 = 0;
-
-    for (idx, c) in g.conns.iter_mut().enumerate() {
-        for _ in 0..k {
-            c.out.extend_from_slice(&request);
-        }
-        Gen::flush(ep, idx, c, &mut g.sends)?;
-    }
-    'run: loop {
-        let now = std::time::Instant::now();
-        let wait_ms = ticker.poll(now, responses);
-        if now >= deadline {
-            break;
-        }
-        let to_deadline = (deadline - now).as_millis() as i32 + 1;
-        let got = g.wait(&mut events, wait_ms.min(to_deadline))?;
-        for e in &events[..got] {
-            let (ev, idx) = (e.events, e.u64 as usize);
-            g.on_event(idx, ev)?;
-            let c = &mut g.conns[idx];
-            let m = c.msgs;
-            if m > 0 {
-                c.msgs = 0;
-                responses += m;
-                if responses >= target {
-                    responses = target;
-                    break 'run;
-                }
-                for _ in 0..m {
-                    c.out.extend_from_slice(&request);
-                }
-                Gen::flush(ep, idx, c, &mut g.sends)?;
-            }
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    if let Some(m) = g.o.messages {
-        if responses < m {
-            return Err(format!(
-                "time limit reached after {responses} of {m} responses"
-            ));
-        }
-    }
+    let (responses, elapsed, ticker) = closed_loop(&mut g, &request, k, "responses")?;
     g.close_all();
     let (med, min, max) = ticker.summary(responses, elapsed);
     println!(

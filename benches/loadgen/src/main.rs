@@ -1303,36 +1303,38 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
     Ok(())
 }
 
-fn run_echo(mut g: Gen) -> Result<(), String> {
-    let n = g.o.clients;
-    let k = g.o.inflight.max(1);
-    g.connect_all(false)?;
-    let payload: Vec<u8> = (0..g.o.size).map(|i| (i * 7 + 13) as u8).collect();
-    let mut frame = Vec::new();
-    push_frame(&mut frame, 0x2, &payload);
-
+/// The timed part of a closed-loop mode (echo, http): every connection
+/// keeps `k` copies of `unit` in flight, writing one more for each answer,
+/// until the time limit or `--messages` answers. Returns the answers, the
+/// seconds taken and the per-second rates.
+fn closed_loop(
+    g: &mut Gen,
+    unit: &[u8],
+    k: usize,
+    label: &'static str,
+) -> Result<(u64, f64, Ticker), String> {
     let limit = match (g.o.seconds, g.o.messages) {
         (Some(s), _) => s,
         (None, Some(_)) => 600.0,
         (None, None) => 10.0,
     };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut ticker = Ticker::new("echoes", g.o.quiet);
+    let mut ticker = Ticker::new(label, g.o.quiet);
     let start = ticker.start;
     let deadline = start + Duration::from_secs_f64(limit);
     let ep = g.ep;
-    let mut echoes: u64 = 0;
+    let mut answers: u64 = 0;
     let target = g.o.messages.unwrap_or(u64::MAX);
 
     for (idx, c) in g.conns.iter_mut().enumerate() {
         for _ in 0..k {
-            c.out.extend_from_slice(&frame);
+            c.out.extend_from_slice(unit);
         }
         Gen::flush(ep, idx, c, &mut g.sends)?;
     }
     'run: loop {
         let now = Instant::now();
-        let wait_ms = ticker.poll(now, echoes);
+        let wait_ms = ticker.poll(now, answers);
         if now >= deadline {
             break;
         }
@@ -1345,27 +1347,38 @@ fn run_echo(mut g: Gen) -> Result<(), String> {
             let m = c.msgs;
             if m > 0 {
                 c.msgs = 0;
-                echoes += m;
-                if echoes >= target {
-                    echoes = target;
+                answers += m;
+                if answers >= target {
+                    answers = target;
                     break 'run;
                 }
                 for _ in 0..m {
-                    c.out.extend_from_slice(&frame);
+                    c.out.extend_from_slice(unit);
                 }
                 Gen::flush(ep, idx, c, &mut g.sends)?;
             }
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(m) = g.o.messages {
+        if answers < m {
+            return Err(format!("time limit reached after {answers} of {m} {label}"));
+        }
+    }
+    Ok((answers, elapsed, ticker))
+}
+
+fn run_echo(mut g: Gen) -> Result<(), String> {
+    let n = g.o.clients;
+    let k = g.o.inflight.max(1);
+    g.connect_all(false)?;
+    let payload: Vec<u8> = (0..g.o.size).map(|i| (i * 7 + 13) as u8).collect();
+    let mut frame = Vec::new();
+    push_frame(&mut frame, 0x2, &payload);
+    let (echoes, elapsed, ticker) = closed_loop(&mut g, &frame, k, "echoes")?;
     let text: u64 = g.conns.iter().map(|c| c.text_msgs).sum();
     if text != 0 {
         return Err(format!("{text} echoes came back as text, expected binary"));
-    }
-    if let Some(m) = g.o.messages {
-        if echoes < m {
-            return Err(format!("time limit reached after {echoes} of {m} echoes"));
-        }
     }
     g.close_all();
     let (med, min, max) = ticker.summary(echoes, elapsed);
