@@ -2,8 +2,8 @@
 # benches/compare.sh: uws (our examples) vs the C++ reference on the same
 # pinned uWebSockets vs Bun, on one load generator, in one sitting.
 #
-#   benches/compare.sh                # ~10 minutes: 3 rounds x 10 s per run
-#   benches/compare.sh --quick        # ~2 minutes: 1 round x 3 s per run
+#   benches/compare.sh                # ~20 minutes: 3 rounds x 10 s per run
+#   benches/compare.sh --quick        # ~5 minutes: 1 round x 3 s per run
 #   benches/compare.sh --callgrind    # also user-space instructions/delivery
 #   benches/compare.sh --callgrind-only
 #
@@ -12,14 +12,23 @@
 #   --seconds S         seconds per throughput run (default 10)
 #   --idle-conns N      connections for the idle-memory run (default 10000)
 #   --hold S            seconds the idle connections are held (default 3)
-#   --servers "LIST"    subset of: ours ref bun (default all three)
+#   --servers "LIST"    subset of: ours ref bun ours-unpatched ref-unpatched
+#                       (default "ours ref bun"; the -unpatched ones are built
+#                       from upstream as pinned, without vendor/patches)
+#   --workloads "LIST"  subset of: chat-16 chat-32 chat-64 echo http-1
+#                       http-16 idle (default all)
 #   --echo-inflight K   messages in flight per echo client (default 128)
+#   --no-syscalls       skip the system call counts over fixed work
 #   --callgrind         after the timed runs, count instructions per delivery
-#   --callgrind-only    skip the timed runs
+#   --callgrind-only    skip the timed runs and the system call counts
 #   --no-build          use the binaries already built
 #   --quiet-max S       before each timed run wait up to S seconds (default
 #                       60) for the machine to be idle (< 10% CPU busy);
 #                       0 = do not wait
+#
+# Workloads: chat-N (Bun's chat benchmark with N clients, delivery latency
+# included), echo, http-K (64 keep-alive connections, K requests pipelined
+# on each, answered "Hello, World!"), idle (memory per connection).
 #
 # Every server is pinned to CPU 0 and the load generator to CPU 1. Servers
 # are started with --port 0 and report "listening on HOST:PORT". Raw output
@@ -38,14 +47,18 @@ SERVERS="ours ref bun"
 CALLGRIND=0
 TIMED=1
 BUILD=1
-CHAT_CLIENTS="16 32"
+CHAT_CLIENTS="16 32 64"
 ECHO_CLIENTS=64
 # 128 in flight: with 16 the load generator's core saturates first (it does
 # as much kernel work per message as the server), which hides the servers'
 # differences; see benches/README.md.
 ECHO_INFLIGHT=128
 ECHO_SIZE=32
-CG_CLIENTS="16 32"
+CG_CLIENTS="16 32 64"
+HTTP_CLIENTS=64
+HTTP_PIPELINES="1 16"
+SYSCALLS=1
+WORKLOADS=""
 BUN_VERSION="${BUN_VERSION:-1.4.5}"
 QUIET_MAX=60
 
@@ -61,10 +74,12 @@ while [[ $# -gt 0 ]]; do
         --echo-inflight) ECHO_INFLIGHT="$2"; shift 2 ;;
         --quick) ROUNDS=1; SECONDS_PER_RUN=3; shift ;;
         --callgrind) CALLGRIND=1; shift ;;
-        --callgrind-only) CALLGRIND=1; TIMED=0; shift ;;
+        --callgrind-only) CALLGRIND=1; TIMED=0; SYSCALLS=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --quiet-max) QUIET_MAX="$2"; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --workloads) WORKLOADS="$2"; shift 2 ;;
+        --no-syscalls) SYSCALLS=0; shift ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -79,6 +94,8 @@ LOADGEN="$ROOT/benches/loadgen/target/release/loadgen"
 CLK_TCK="$(getconf CLK_TCK)"
 
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$RES/log.txt" >&2; }
+# Is WORKLOAD among those to run (--workloads)?
+run_wl() { [[ -z "$WORKLOADS" || " $WORKLOADS " == *" $1 "* ]]; }
 
 # --- CPU pinning -------------------------------------------------------------
 if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then
@@ -91,81 +108,97 @@ else
 fi
 
 # --- builds ------------------------------------------------------------------
-HAVE_OURS=0
-OURS_KINDS=""
-HAVE_REF=0
-HAVE_BUN=0
+# ours and ref are built from the patched tree (target/), ours-unpatched and
+# ref-unpatched from upstream as pinned (UWS_UNPATCHED=1, target/unpatched/):
+# the effect of vendor/patches, in the same sitting.
+declare -A HAVE=() KINDS=()
 BUN_PKG="@oven/bun-linux-x64"
 grep -qw avx2 /proc/cpuinfo 2>/dev/null || BUN_PKG="@oven/bun-linux-x64-baseline"
-TOOLS="$ROOT/benches/.tools"
-BUN="$TOOLS/node_modules/$BUN_PKG/bin/bun"
+BUN="$ROOT/benches/.tools/node_modules/$BUN_PKG/bin/bun"
 
 want() { [[ " $SERVERS " == *" $1 "* ]]; }
+# The target directory of a variant of ours or ref.
+target_of() { if [[ "$1" == *-unpatched ]]; then echo "$ROOT/target/unpatched"; else echo "$ROOT/target"; fi; }
+# Runs a build command for a variant (its target directory, unpatched or not).
+build_env() {
+    local variant="$1"
+    shift
+    if [[ "$variant" == *-unpatched ]]; then
+        CARGO_TARGET_DIR="$(target_of "$variant")" UWS_UNPATCHED=1 "$@"
+    else
+        "$@"
+    fi
+}
 
 if [[ $BUILD == 1 ]]; then
     log "building loadgen"
     cargo build --release --manifest-path benches/loadgen/Cargo.toml > "$RES/build-loadgen.log" 2>&1 ||
         die "loadgen build failed, see $RES/build-loadgen.log"
-    if want ref; then
-        log "building C++ reference (target/reference/)"
-        if benches/reference/build.sh > "$RES/build-reference.log" 2>&1; then
-            HAVE_REF=1
-        else
-            log "SKIPPING ref: benches/reference/build.sh failed, see $RES/build-reference.log"
-        fi
-    fi
-    if want ours; then
-        log "building our examples (cargo build --release --example chat --example echo)"
-        if cargo build --release --example chat --example echo > "$RES/build-ours.log" 2>&1; then
-            OURS_KINDS="chat echo"
-        else
-            # Build them one by one so one missing example does not hide the other.
-            OURS_KINDS=""
-            for kind in chat echo; do
-                if cargo build --release --example "$kind" > "$RES/build-ours-$kind.log" 2>&1; then
-                    OURS_KINDS+=" $kind"
-                else
-                    log "SKIPPING ours for $kind: cargo build --release --example $kind failed, see $RES/build-ours-$kind.log"
-                fi
-            done
-        fi
-        [[ -n "$OURS_KINDS" ]] && HAVE_OURS=1
-    fi
-    if want bun; then
-        log "Bun $BUN_VERSION (benches/bun/install.sh, into benches/.tools/)"
-        benches/bun/install.sh "$BUN_VERSION" "$RES/install-bun.log" > /dev/null
-        if [[ -x "$BUN" ]] && "$BUN" --version > "$RES/bun-version.txt" 2>&1; then
-            HAVE_BUN=1
-        else
-            log "SKIPPING bun: no runnable $BUN"
-        fi
-    fi
-else
-    [[ -x "$LOADGEN" ]] || die "no $LOADGEN (drop --no-build)"
-    want ref && [[ -x target/reference/chat && -x target/reference/echo ]] && HAVE_REF=1
-    if want ours; then
-        OURS_KINDS=""
-        for kind in chat echo; do
-            [[ -x target/release/examples/$kind ]] && OURS_KINDS+=" $kind"
-        done
-        [[ -n "$OURS_KINDS" ]] && HAVE_OURS=1
-    fi
-    want bun && [[ -x "$BUN" ]] && HAVE_BUN=1
 fi
-[[ -x "$LOADGEN" ]] || die "no loadgen binary at $LOADGEN"
+for s in ref ref-unpatched; do
+    want "$s" || continue
+    dir="$(target_of "$s")/reference"
+    if [[ $BUILD == 1 ]]; then
+        log "building the C++ reference $s (${dir#"$ROOT/"})"
+        build_env "$s" benches/reference/build.sh > "$RES/build-$s.log" 2>&1 ||
+            log "SKIPPING $s: benches/reference/build.sh failed, see $RES/build-$s.log"
+    fi
+    KINDS[$s]=""
+    for kind in chat echo http; do
+        [[ -x "$dir/$kind" ]] && KINDS[$s]+=" $kind"
+    done
+    [[ -n "${KINDS[$s]}" ]] && HAVE[$s]=1
+done
+for s in ours ours-unpatched; do
+    want "$s" || continue
+    dir="$(target_of "$s")/release/examples"
+    if [[ $BUILD == 1 ]]; then
+        log "building our examples $s (cargo build --release --example chat --example echo)"
+        # One by one, so that one that does not build does not hide the other.
+        for kind in chat echo; do
+            build_env "$s" cargo build --release --example "$kind" > "$RES/build-$s-$kind.log" 2>&1 ||
+                log "SKIPPING $s for $kind: cargo build --release --example $kind failed, see $RES/build-$s-$kind.log"
+        done
+    fi
+    KINDS[$s]=""
+    for kind in chat echo; do
+        [[ -x "$dir/$kind" ]] && KINDS[$s]+=" $kind"
+    done
+    # The HTTP endpoint is the echo example's --reply.
+    [[ " ${KINDS[$s]} " == *" echo "* ]] && KINDS[$s]+=" http"
+    [[ -n "${KINDS[$s]}" ]] && HAVE[$s]=1
+done
+if want bun; then
+    if [[ $BUILD == 1 ]]; then
+        log "Bun $BUN_VERSION (benches/bun/install.sh, into benches/.tools/)"
+        benches/bun/install.sh "$BUN_VERSION" "$RES/install-bun.log" > /dev/null ||
+            log "no Bun $BUN_VERSION, see $RES/install-bun.log"
+    fi
+    if [[ -x "$BUN" ]] && "$BUN" --version > "$RES/bun-version.txt" 2>&1; then
+        HAVE[bun]=1
+        KINDS[bun]="chat echo http"
+    else
+        log "SKIPPING bun: no runnable $BUN"
+    fi
+fi
+[[ -x "$LOADGEN" ]] || die "no loadgen binary at $LOADGEN (drop --no-build)"
 
 ACTIVE=()
-[[ $HAVE_OURS == 1 ]] && ACTIVE+=(ours)
-[[ $HAVE_REF == 1 ]] && ACTIVE+=(ref)
-[[ $HAVE_BUN == 1 ]] && ACTIVE+=(bun)
+for s in ours ref bun ours-unpatched ref-unpatched; do
+    [[ -n "${HAVE[$s]:-}" ]] && ACTIVE+=("$s")
+done
 [[ ${#ACTIVE[@]} -gt 0 ]] || die "no server to benchmark"
-log "servers: ${ACTIVE[*]}${OURS_KINDS:+ (ours:$OURS_KINDS)}; results in $RES"
+log "servers: ${ACTIVE[*]}; results in $RES"
 {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs"
     grep -m1 'model name' /proc/cpuinfo 2>/dev/null
     echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) $(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l) changed files"
-    [[ $HAVE_BUN == 1 ]] && echo "bun: $("$BUN" --version 2>&1)"
+    [[ -n "${HAVE[bun]:-}" ]] && echo "bun: $("$BUN" --version 2>&1)"
+    for s in "${ACTIVE[@]}"; do
+        [[ -f "$(target_of "$s")/reference/upstream.txt" && "$s" == ref* ]] &&
+            echo "$s: $(tr '\n' ' ' < "$(target_of "$s")/reference/upstream.txt")"
+    done
     echo "rounds=$ROUNDS seconds=$SECONDS_PER_RUN idle_conns=$IDLE_CONNS hold=$HOLD"
 } > "$RES/env.txt"
 
@@ -180,14 +213,22 @@ fi
 SRV_PID=""
 SRV_PORT=""
 
-# Does SERVER have a binary for KIND (chat/echo)? Only ours can lack one.
-has_kind() { [[ "$1" != ours || " $OURS_KINDS " == *" $2 "* ]]; }
+# Does SERVER have a binary for KIND (chat/echo/http)?
+has_kind() { [[ " ${KINDS[$1]:-} " == *" $2 "* ]]; }
+
+# The small response of the HTTP workloads.
+HTTP_REPLY="Hello, World!"
 
 server_cmd() { # server kind -> prints nothing, fills CMD array
     local server="$1" kind="$2"
     case "$server" in
-        ours) CMD=("$ROOT/target/release/examples/$kind") ;;
-        ref) CMD=("$ROOT/target/reference/$kind") ;;
+        ours*)
+            if [[ $kind == http ]]; then
+                CMD=("$(target_of "$server")/release/examples/echo" --reply "$HTTP_REPLY")
+            else
+                CMD=("$(target_of "$server")/release/examples/$kind")
+            fi ;;
+        ref*) CMD=("$(target_of "$server")/reference/$kind") ;;
         bun) CMD=("$BUN" "$ROOT/benches/bun/$kind.js") ;;
     esac
 }
@@ -255,6 +296,15 @@ wait_quiet() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $2" | head -1; }
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RUNS"; }
+# What a RESULT line of KIND counts: deliveries (chat), requests (http) or
+# messages (echo).
+units() {
+    case $1 in
+        chat) field deliveries "$2" ;;
+        http) field requests "$2" ;;
+        *) field messages "$2" ;;
+    esac
+}
 
 # run_throughput WORKLOAD SERVER ROUND KIND SERVER_ARGS -- LOADGEN_ARGS
 run_throughput() {
@@ -285,13 +335,17 @@ run_throughput() {
         return 1
     fi
     local count secs med lgcpu lgsec
-    if [[ $kind == chat ]]; then count="$(field deliveries "$line")"; else count="$(field messages "$line")"; fi
+    count="$(units "$kind" "$line")"
     secs="$(field seconds "$line")"
     med="$(field rate_median "$line")"
     lgcpu="$(field loadgen_cpu_frac "$line")"
     lgsec="$(field loadgen_cpu_s "$line")"
     local du=$((u1 - u0)) ds=$((s1 - s0))
     record "$wl" "$server" "$round" rate "$med"
+    local q
+    for q in p50 p99 max; do
+        [[ -n "$(field "lat_${q}_us" "$line")" ]] && record "$wl" "$server" "$round" "lat_$q" "$(field "lat_${q}_us" "$line")"
+    done
     python3 - "$wl" "$server" "$round" "$count" "$secs" "$du" "$ds" "$CLK_TCK" "$lgcpu" \
         "$lgsec" "$((mb1 - mb0))" "$((mi1 - mi0))" "$(nproc)" >> "$RUNS" <<'EOF'
 import sys
@@ -307,6 +361,7 @@ if wall > 0:
 if count > 0:
     print(f"{wl}\t{server}\t{rnd}\tcpu_ns\t{(du + ds) / tck / count * 1e9:.1f}")
     print(f"{wl}\t{server}\t{rnd}\tuser_ns\t{du / tck / count * 1e9:.1f}")
+    print(f"{wl}\t{server}\t{rnd}\tsys_ns\t{ds / tck / count * 1e9:.1f}")
 print(f"{wl}\t{server}\t{rnd}\tbusy\t{(du + ds) / tck / secs * 100:.0f}")
 print(f"{wl}\t{server}\t{rnd}\tloadgen\t{float(lg) * 100:.0f}")
 EOF
@@ -358,16 +413,128 @@ if [[ $TIMED == 1 ]]; then
         for i in $(seq 0 $((n - 1))); do order+=("${ACTIVE[$(( (i + round - 1) % n ))]}"); done
         log "round $round of $ROUNDS (order: ${order[*]})"
         for c in $CHAT_CLIENTS; do
+            run_wl "chat-$c" || continue
             for s in "${order[@]}"; do
                 run_throughput "chat-$c" "$s" "$round" chat --clients "$c" -- chat --clients "$c"
             done
         done
         for s in "${order[@]}"; do
+            run_wl echo || break
             run_throughput echo "$s" "$round" echo -- echo --clients "$ECHO_CLIENTS" \
                 --inflight "$ECHO_INFLIGHT" --size "$ECHO_SIZE"
         done
+        for k in $HTTP_PIPELINES; do
+            run_wl "http-$k" || continue
+            for s in "${order[@]}"; do
+                run_throughput "http-$k" "$s" "$round" http -- http --clients "$HTTP_CLIENTS" --pipeline "$k"
+            done
+        done
         for s in "${order[@]}"; do
+            run_wl idle || break
             run_idle "$s" "$round"
+        done
+    done
+fi
+
+# --- system calls per delivery (fixed work) -----------------------------------
+# Every server once per workload over a fixed amount of work, its system
+# calls counted by the kernel's syscall tracepoints under `perf stat` (no
+# ptrace, so the server runs at speed and batches as it does in the timed
+# runs), or else by `strace -c -f` (which slows every call down). Per 1000
+# deliveries (chat), messages (echo) or requests (http): sends (sendto,
+# sendmsg, sendmmsg, write, writev), polls (epoll_wait/pwait/pwait2) and all.
+SC_EVENTS="raw_syscalls:sys_enter"
+for e in sendto sendmsg sendmmsg write writev epoll_wait epoll_pwait epoll_pwait2; do
+    SC_EVENTS+=",syscalls:sys_enter_$e"
+done
+if [[ $SYSCALLS == 1 ]]; then
+    if command -v perf >/dev/null && perf stat -x, -e "$SC_EVENTS" -o /dev/null true 2>/dev/null; then
+        SC_TOOL=perf
+    elif command -v strace >/dev/null; then
+        SC_TOOL=strace
+    else
+        SC_TOOL=""
+        log "SKIPPING system call counts: neither perf (with syscall tracepoints) nor strace works"
+    fi
+fi
+
+# run_syscalls WORKLOAD SERVER KIND SERVER_ARGS -- LOADGEN_ARGS
+run_syscalls() {
+    local wl="$1" server="$2" kind="$3"
+    shift 3
+    local sargs=()
+    while [[ "$1" != -- ]]; do sargs+=("$1"); shift; done
+    shift
+    local tag="syscalls.$wl.$server"
+    has_kind "$server" "$kind" || return 0
+    server_cmd "$server" "$kind"
+    start_server "$RES/$tag.server.log" 15 "${PIN_SERVER[@]}" "${CMD[@]}" "${sargs[@]}" || return 1
+    local counter
+    if [[ $SC_TOOL == perf ]]; then
+        perf stat -x, -e "$SC_EVENTS" -p "$SRV_PID" -o "$RES/$tag.counts" 2> "$RES/$tag.perf.log" &
+    else
+        strace -c -f -p "$SRV_PID" -o "$RES/$tag.counts" 2> "$RES/$tag.strace.log" &
+    fi
+    counter=$!
+    sleep 1
+    timeout 900 "${PIN_LOAD[@]}" "$LOADGEN" "$@" --port "$SRV_PORT" --quiet > "$RES/$tag.loadgen.txt" 2>&1
+    local rc=$?
+    kill -INT "$counter" 2>/dev/null
+    wait "$counter" 2>/dev/null
+    stop_server
+    local line count
+    line="$(grep '^RESULT' "$RES/$tag.loadgen.txt")"
+    count="$(units "$kind" "$line")"
+    if [[ $rc != 0 || -z "$count" ]]; then
+        log "  $tag: failed (rc=$rc), see $RES/$tag.*"
+        return 1
+    fi
+    python3 - "$wl" "$server" "$count" "$SC_TOOL" "$RES/$tag.counts" >> "$RUNS" <<'PY'
+import re, sys
+wl, server, count, tool, path = sys.argv[1:]
+calls = {}
+for line in open(path):
+    if tool == "perf":
+        f = line.strip().split(",")
+        if len(f) > 2 and f[0].isdigit():
+            calls[f[2].split(":")[-1].replace("sys_enter_", "")] = int(f[0])
+    else:
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+        if m:
+            calls[m.group(2)] = int(m.group(1))
+if tool == "perf":
+    total = calls.get("sys_enter", 0)
+else:
+    total = sum(calls.values())
+sends = sum(calls.get(k, 0) for k in ("sendto", "sendmsg", "sendmmsg", "write", "writev"))
+polls = sum(calls.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
+per = 1000 / int(count)
+for metric, v in (("sends_1k", sends), ("polls_1k", polls), ("syscalls_1k", total)):
+    print(f"{wl}\t{server}\t1\t{metric}\t{v * per:.4g}")
+PY
+    log "  $tag: $(grep -E "^$wl"$'\t'"$server"$'\t1\t(sends|syscalls)_1k' "$RUNS" | cut -f4,5 | tr '\t\n' '= ') per 1000"
+}
+
+if [[ $SYSCALLS == 1 && -n "${SC_TOOL:-}" ]]; then
+    log "system calls over fixed work ($SC_TOOL)"
+    for c in $CHAT_CLIENTS; do
+        run_wl "chat-$c" || continue
+        # About 8 million deliveries each.
+        b=$(( (8000000 + c * c * 1600 - 1) / (c * c * 1600) ))
+        for s in "${ACTIVE[@]}"; do
+            run_syscalls "chat-$c" "$s" chat --clients "$c" -- chat --clients "$c" --batches "$b" --seconds 600
+        done
+    done
+    for s in "${ACTIVE[@]}"; do
+        run_wl echo || break
+        run_syscalls echo "$s" echo -- echo --clients "$ECHO_CLIENTS" --inflight "$ECHO_INFLIGHT" \
+            --size "$ECHO_SIZE" --messages 2000000 --seconds 600
+    done
+    for k in $HTTP_PIPELINES; do
+        run_wl "http-$k" || continue
+        for s in "${ACTIVE[@]}"; do
+            run_syscalls "http-$k" "$s" http -- http --clients "$HTTP_CLIENTS" --pipeline "$k" \
+                --messages $((k == 1 ? 200000 : 2000000)) --seconds 600
         done
     done
 fi
@@ -479,24 +646,35 @@ def human(x):
 
 ROWS = [
     ("rate", "msgs/s (median of per-second rates), higher is better"),
+    ("lat_p50", "chat delivery latency, median, us (send call to recv at each member), lower is better"),
+    ("lat_p99", "chat delivery latency, 99th percentile, us, lower is better"),
+    ("lat_max", "chat delivery latency, largest, us"),
     ("cpu_ns", "server CPU ns per msg (user+sys), lower is better"),
     ("user_ns", "server user-space ns per msg, lower is better"),
+    ("sys_ns", "server kernel ns per msg, lower is better"),
+    ("sends_1k", "sendto/sendmsg/write/writev calls per 1000 msgs (fixed work), lower is better"),
+    ("polls_1k", "epoll_wait calls per 1000 msgs (fixed work)"),
+    ("syscalls_1k", "system calls per 1000 msgs (fixed work), lower is better"),
     ("instr", "user-space instructions per msg (callgrind), lower is better"),
     ("busy", "server CPU busy % during the run"),
     ("loadgen", "loadgen CPU % (its own core)"),
     ("other", "CPU % (of one CPU) used by other processes during the run; >10 = disturbed"),
     ("bytes_per_conn", "server RSS bytes per idle connection, lower is better"),
 ]
-names = {"ours": "uws (ours)", "ref": "C++ reference", "bun": "Bun"}
+names = {"ours": "uws (ours)", "ref": "C++ reference", "bun": "Bun",
+         "ours-unpatched": "ours unpatched", "ref-unpatched": "ref unpatched"}
 workloads = []
 for (wl, _m, _s) in vals:
     if wl not in workloads:
         workloads.append(wl)
-order = {"chat-16": 0, "chat-32": 1, "echo": 2, "idle": 3}
+order = {"chat-16": 0, "chat-32": 1, "chat-64": 2, "echo": 3, "http-1": 4, "http-16": 5, "idle": 6}
 workloads.sort(key=lambda w: (order.get(w, 9), w))
 
-pairs = [(a, b) for a, b in (("ours", "ref"), ("ours", "bun"), ("ref", "bun")) if a in active and b in active]
-header = f"{'workload':<9} {'metric':<9}" + "".join(f" {names[s]:>24}" for s in active) + "".join(f" {a + '/' + b:>9}" for a, b in pairs)
+pairs = [(a, b) for a, b in (("ours", "ref"), ("ours", "bun"), ("ref", "bun"),
+                              ("ours", "ours-unpatched"), ("ref", "ref-unpatched"))
+         if a in active and b in active]
+short = {"ours-unpatched": "ours0", "ref-unpatched": "ref0"}
+header = f"{'workload':<9} {'metric':<11}" + "".join(f" {names[s]:>24}" for s in active) + "".join(f" {a + '/' + short.get(b, b):>9}" for a, b in pairs)
 print(header)
 print("-" * len(header))
 for wl in workloads:
@@ -519,7 +697,7 @@ for wl in workloads:
                 ratios.append(f" {meds[a] / meds[b]:>9.2f}")
             else:
                 ratios.append(f" {'':>9}")
-        print(f"{wl:<9} {metric:<9}" + "".join(cells) + "".join(ratios))
+        print(f"{wl:<9} {metric:<11}" + "".join(cells) + "".join(ratios))
 disturbed = sum(1 for (wl, m, s), v in vals.items() if m == "other" for x in v if x > 10)
 total = sum(len(v) for (wl, m, s), v in vals.items() if m == "other")
 if disturbed:
@@ -532,7 +710,9 @@ for metric, desc in ROWS:
     print(f"  {metric:<15} {desc}")
 print("  [min-max] over rounds; ratios are of medians (a/b).")
 print("  chat-N: N clients, 1600 msgs per client per batch, every msg delivered to all N;")
-print("  echo: clients x in-flight x size as configured; idle: RSS growth over the connections.")
+print("  echo: clients x in-flight x size as configured; idle: RSS growth over the connections;")
+print("  http-K: 64 keep-alive connections, K requests in flight on each (pipelined when K > 1);")
+print("  ours0/ref0: built from upstream as pinned, without vendor/patches.")
 EOF
 echo
 cat "$RES/env.txt"

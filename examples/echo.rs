@@ -4,8 +4,12 @@
 //! ```text
 //! cargo run --release --example echo -- --port 3000 [--host 127.0.0.1]
 //!     [--max-payload BYTES] [--idle-timeout SECS] [--compress]
-//!     [--cert PATH --key PATH]
+//!     [--reply TEXT] [--cert PATH --key PATH]
 //! ```
+//!
+//! `--reply TEXT` answers every other HTTP request at once with 200 and
+//! TEXT instead (the HTTP benchmark's endpoint: `fetch` returns the
+//! response, like Bun's `fetch() { return new Response(TEXT) }`).
 //!
 //! `--cert` and `--key` serve wss:// with that certificate chain and key
 //! (build with `--features tls`).
@@ -26,6 +30,7 @@ use uws::{
 
 struct Echo {
     compress: bool,
+    reply: Option<String>,
 }
 
 impl WebSocketHandler for Echo {
@@ -34,6 +39,9 @@ impl WebSocketHandler for Echo {
     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
         if server.upgrade(req, UpgradeOptions::new(())) {
             return Response::new("");
+        }
+        if let Some(reply) = &self.reply {
+            return Response::new(reply.as_str());
         }
         // The body arrives after fetch returns: answer once it is whole.
         if let Some(pending) = server.defer_request(req) {
@@ -55,12 +63,13 @@ impl WebSocketHandler for Echo {
 
 const USAGE: &str = "\
 usage: echo [--port N] [--host ADDR] [--max-payload BYTES] [--idle-timeout SECS]
-            [--compress] [--cert PATH --key PATH]
+            [--compress] [--reply TEXT] [--cert PATH --key PATH]
   --port N               port to listen on (default 3000; 0: any free port)
   --host ADDR            address to bind (default 127.0.0.1)
   --max-payload BYTES    largest message accepted (default 16 MiB)
   --idle-timeout SECS    close sockets idle this long (default 120)
   --compress             negotiate permessage-deflate, compress every reply
+  --reply TEXT           answer other HTTP requests at once with 200 TEXT
   --cert PATH --key PATH serve wss:// (build with --features tls)
 ";
 
@@ -74,6 +83,7 @@ fn main() {
             "--idle-timeout",
             "--cert",
             "--key",
+            "--reply",
         ],
         &["--compress"],
     );
@@ -100,8 +110,10 @@ fn main() {
             Pem::File(key.into()),
         ));
     }
+    let reply = args.get("--reply", String::new());
     let echo = Echo {
         compress: args.flag("--compress"),
+        reply: (!reply.is_empty()).then_some(reply),
     };
     let app = serve(options, echo).unwrap_or_else(|e| {
         eprintln!("echo: {e}");

@@ -61,6 +61,29 @@ fn echo_returns_each_opcode_and_enforces_max_payload() {
     }
 }
 
+#[test]
+fn echo_with_reply_answers_http_requests_at_once_and_still_echoes() {
+    let echo = run_example("echo", &["--reply", "Hello, World!"]);
+    // Pipelined keep-alive requests, a body too: each gets the reply, in order.
+    let two = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST /y HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody";
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", echo.port)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    std::io::Write::write_all(&mut s, two).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.windows(13).filter(|w| w == b"Hello, World!").count() < 2 {
+        let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(got).unwrap();
+    assert_eq!(text.matches("HTTP/1.1 200 ").count(), 2, "{text}");
+    assert_eq!(text.matches("Content-Length: 13\r\n").count(), 2, "{text}");
+    let mut c = connect(&format!("ws://127.0.0.1:{}/", echo.port));
+    c.send(M::text("still echoes")).unwrap();
+    assert_eq!(recv(&mut c), M::text("still echoes"));
+}
+
 /// Runs a built example to its end (with a bound on the time it may take).
 fn example_output(name: &str, args: &[&str]) -> std::process::Output {
     let mut child = std::process::Command::new(example_path(name))

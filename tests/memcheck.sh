@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the WebSocket integration tests (echo, pub/sub, close paths,
-# backpressure, panics, stop), the HTTP tests, the HTTP parser tests
+# Runs the WebSocket integration tests (echo, pub/sub and its batching,
+# close paths, backpressure, panics, stop), the HTTP tests, the HTTP parser tests
 # (http_parser, h1spec), the soundness tests and scenarios (reentrancy,
 # drops at odd times, thread exit), the lifecycle tests, the teardown
 # tests (servers created, run, stopped and dropped in a row and on several
@@ -31,7 +31,7 @@ for line in sys.stdin:
 # Definite leaks and memory errors fail the run (exit 9).
 memcheck="valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
 
-for suite in websocket http http_parser h1spec soundness review_soundness lifecycle deferred threads teardown client client_hostile; do
+for suite in websocket pubsub_batching http http_parser h1spec soundness review_soundness lifecycle deferred threads teardown client client_hostile; do
     bin=$(test_binary "$suite")
     echo "== memcheck: $suite ($bin)"
     # Streaming 100 MiB takes a minute under valgrind; the streamed-body

@@ -6,11 +6,15 @@
 //! - `send_corked`: `ServerWebSocket::send` of 32 bytes inside `cork`,
 //!   timed on the server thread;
 //! - `publish/N`: `Server::publish` of 32 bytes to a topic with N
-//!   subscribers, timed on the server thread in batches of 1000. uWebSockets
-//!   queues messages and writes a subscriber's queue when it holds 32, so
-//!   this includes most of the fan-out writes (the rest happen at the end
-//!   of the loop iteration; `benches/compare.sh` measures it all end to end);
-//! - `upgrade`: TCP connect, handshake, open and close;
+//!   subscribers, timed on the server thread in batches of 1000. A publish
+//!   queues the message (its frame formatted once, each subscriber's run
+//!   of messages extended: vendor/patches/0101); the writes, one per
+//!   subscriber, happen at the end of the loop iteration and are not timed
+//!   here (`benches/compare.sh` measures it all end to end);
+//! - `upgrade/sync`: TCP connect, handshake, open and close, the upgrade
+//!   decided in `fetch`; `upgrade/deferred`: the same, the request deferred
+//!   (`Server::defer_request`) and upgraded from another thread
+//!   (`PendingRequest::upgrade`), Bun's `fetch` returning a Promise;
 //! - `deflate/*`: echo round trips of a repetitive chat line, with and
 //!   without permessage-deflate; bytes on the wire are printed.
 //!
@@ -30,20 +34,28 @@ use common::{connect, http_exchange, recv, start, Running};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tungstenite::Message as M;
 use uws::{
-    Message, PerMessageDeflate, Request, Response, Server, ServerWebSocket, SocketId,
-    UpgradeOptions, WebSocketHandler, WebSocketOptions,
+    Message, PendingRequest, PerMessageDeflate, Request, Response, Server, ServerWebSocket,
+    SocketId, UpgradeOptions, WebSocketHandler, WebSocketOptions,
 };
 
 /// Subscribes each socket to the topic named by `?topic=`, echoes messages
 /// (compressed when negotiated), and remembers the last socket's id.
+/// `?defer` hands the request to another thread, which upgrades it.
 struct Bench {
     last: Arc<std::sync::Mutex<Option<SocketId>>>,
+    deferred: mpsc::Sender<PendingRequest<String>>,
 }
 
 impl WebSocketHandler for Bench {
     type Data = String;
 
     fn fetch(&self, req: &mut Request<'_>, server: &Server<String>) -> Response {
+        if req.query_param("defer").is_some() {
+            if let Some(pending) = server.defer_request(req) {
+                self.deferred.send(pending).unwrap();
+            }
+            return Response::new("");
+        }
         let topic = req.query_param("topic").unwrap_or_default().into_owned();
         server.upgrade(req, UpgradeOptions::new(topic));
         Response::new("")
@@ -66,13 +78,23 @@ fn server(
     deflate: Option<PerMessageDeflate>,
 ) -> (Running<String>, Arc<std::sync::Mutex<Option<SocketId>>>) {
     let last = Arc::new(std::sync::Mutex::new(None));
+    // Completes deferred upgrades until the server (and its sender) is gone.
+    let (deferred, requests) = mpsc::channel::<PendingRequest<String>>();
+    std::thread::spawn(move || {
+        for pending in requests {
+            let _ = pending.upgrade(UpgradeOptions::new(String::new()));
+        }
+    });
     let running = start(
         WebSocketOptions {
             per_message_deflate: deflate,
             backpressure_limit: 0,
             ..Default::default()
         },
-        Bench { last: last.clone() },
+        Bench {
+            last: last.clone(),
+            deferred,
+        },
     );
     (running, last)
 }
@@ -236,12 +258,16 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
-    c.bench_function("upgrade", |b| {
-        b.iter(|| {
-            let reply = http_exchange(running.port, &common::handshake("/", ""));
-            assert!(reply.starts_with("HTTP/1.1 101"));
-        })
-    });
+    let mut group = c.benchmark_group("upgrade");
+    for (name, path) in [("sync", "/"), ("deferred", "/?defer")] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let reply = http_exchange(running.port, &common::handshake(path, ""));
+                assert!(reply.starts_with("HTTP/1.1 101"), "{reply}");
+            })
+        });
+    }
+    group.finish();
     drop(running);
 
     let line = "alice: are we still on for the standup at ten? bob: yes, same room. ".repeat(8);

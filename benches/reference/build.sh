@@ -1,42 +1,46 @@
 #!/usr/bin/env bash
-# Builds the C++ reference servers (chat, echo) against the pinned upstream
-# uWebSockets/uSockets sources into target/reference/.
+# Builds the C++ reference servers (chat, echo, http) into
+# $CARGO_TARGET_DIR/reference/ (target/reference/ by default), from
+# the same uWebSockets/uSockets tree that our crate compiles: the upstream
+# sources with our patches (vendor/patches) applied, which build.rs leaves
+# in its OUT_DIR/upstream (OUT_DIR/upstream.txt says where they came from
+# and which patches were applied). So ours and the reference compare like
+# for like. This runs `cargo build --release --lib` to find (or make) it;
+# UWS_SOURCE_DIR and UWS_UNPATCHED act as they do for that build.
 #
-# The sources are not in this repository: vendor/pin.toml + vendor/pin.lock
-# name the package that carries them; `cargo metadata` fetches (or reuses) it
-# and tells us where it was unpacked. UWS_SOURCE_DIR overrides this with a
-# checkout of uWebSockets that has uSockets inside.
+# REFERENCE_UPSTREAM=DIR builds from another uWebSockets root (with uSockets
+# inside) instead, e.g. the registry's unpatched copy.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-OUT="$ROOT/target/reference"
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/reference"
 mkdir -p "$OUT/obj"
 
 find_upstream() {
-    if [[ -n "${UWS_SOURCE_DIR:-}" ]]; then
-        echo "$UWS_SOURCE_DIR"
+    if [[ -n "${REFERENCE_UPSTREAM:-}" ]]; then
+        echo "$REFERENCE_UPSTREAM"
         return
     fi
-    local pin="$OUT/pin"
-    mkdir -p "$pin"
-    cp "$ROOT/vendor/pin.toml" "$pin/Cargo.toml"
-    cp "$ROOT/vendor/pin.lock" "$pin/Cargo.lock"
-    : > "$pin/lib.rs"
-    local manifest
-    manifest="$(cargo metadata --format-version 1 --locked --manifest-path "$pin/Cargo.toml" |
-        python3 -c '
+    local json out_dir
+    json="$(cd "$ROOT" && cargo build --release --lib --message-format=json)" || {
+        echo "build.sh: cargo build --release --lib failed" >&2
+        exit 1
+    }
+    out_dir="$(python3 -c '
 import json, sys
-meta = json.load(sys.stdin)
-for p in meta["packages"]:
-    if p["name"] == "libuwebsockets-sys":
-        print(p["manifest_path"])
-        break
-')"
-    if [[ -z "$manifest" ]]; then
-        echo "build.sh: libuwebsockets-sys not found in cargo metadata" >&2
+for line in sys.stdin:
+    m = json.loads(line)
+    pid = m.get("package_id", "")
+    if m.get("reason") == "build-script-executed" and ("#uws@" in pid or pid.startswith("uws ")):
+        print(m["out_dir"])
+' <<< "$json")"
+    if [[ -z "$out_dir" || ! -f "$out_dir/upstream.txt" ]]; then
+        echo "build.sh: cargo build --release --lib did not report the uws build script's OUT_DIR" >&2
         exit 1
     fi
-    echo "$(dirname "$manifest")/uWebSockets"
+    sed 's/^/build.sh: /' "$out_dir/upstream.txt" >&2
+    cp "$out_dir/upstream.txt" "$OUT/upstream.txt"
+    echo "$out_dir/upstream"
 }
 
 UWS="$(find_upstream)"
@@ -58,7 +62,7 @@ for f in bsd.c context.c loop.c socket.c udp.c eventing/epoll_kqueue.c crypto/op
     objs+=("$o")
 done
 
-for server in chat echo; do
+for server in chat echo http; do
     "$CXX" "${CXXFLAGS[@]}" "$ROOT/benches/reference/$server.cpp" "${objs[@]}" -flto=auto -O3 -o "$OUT/$server"
 done
-echo "built $OUT/chat $OUT/echo (uWebSockets from $UWS)"
+echo "built $OUT/chat $OUT/echo $OUT/http (uWebSockets from $UWS)"

@@ -132,7 +132,14 @@ int ws_publish(Ws<SSL> *w, std::string_view topic, std::string_view message, uWS
                                                target->send(big.message, (uWS::OpCode) big.opCode, big.compress);
                                            });
     }
+#ifdef UWS_HAS_QUEUED_FRAMES
+    return data->topicTree->publish(nullptr, topic, [&](std::string &bytes) {
+        return uWS::TopicTreeMessage::queue(bytes, message, op, compress);
+    });
+#else
+    /* Built without our patches (UWS_UNPATCHED=1) */
     return data->topicTree->publish(nullptr, topic, {std::string(message), op, compress});
+#endif
 }
 
 void remote_address(int ssl, us_socket_t *s, char *buf, int *length) {

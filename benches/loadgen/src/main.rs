@@ -1,5 +1,6 @@
 //! `loadgen`: a single-threaded, epoll-driven WebSocket load generator for the
-//! uws benchmarks (chat room fan-out, echo, idle connections).
+//! uws benchmarks (chat room fan-out, echo, idle connections), with an HTTP
+//! keep-alive mode (pipelined or not).
 //!
 //! Design goals: never be the bottleneck. One thread, level-triggered epoll,
 //! non-blocking sockets, one large shared receive buffer, server frames parsed
@@ -10,6 +11,10 @@
 //!
 //! Only loopback targets are meant (`--host 127.0.0.x`).
 
+mod http;
+mod latency;
+
+use latency::{now_ns, ChatLatency};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,11 @@ const RBUF: usize = 256 * 1024;
 const KEEP_MAX: usize = 256;
 /// Chat: the message list is cycled this many times per batch (50 * 32 = 1600).
 const CHAT_REPEAT: usize = 32;
+/// Chat messages come back as "ClientK: line"; K names the sender.
+const NAME_PREFIX: &[u8] = b"Client";
+/// `Conn::lat_pos` once the sender is known / when it is not looked for.
+const LAT_OK: u8 = 254;
+const LAT_NONE: u8 = 255;
 
 /// Fifty short chat lines, cycled to make one batch of 1600 messages.
 const CHAT_LINES: [&str; 50] = [
@@ -88,6 +98,7 @@ enum Mode {
     Chat,
     Echo,
     Idle,
+    Http,
 }
 
 struct Opts {
@@ -98,6 +109,7 @@ struct Opts {
     batches: Option<u64>,
     seconds: Option<f64>,
     inflight: usize,
+    pipeline: usize,
     size: usize,
     messages: Option<u64>,
     hold: f64,
@@ -113,6 +125,7 @@ fn usage() -> ! {
   loadgen chat --host 127.0.0.1 --port N --clients N [--batches B] [--seconds S]
   loadgen echo --host 127.0.0.1 --port N --clients N --inflight K --size S [--seconds T] [--messages M]
   loadgen idle --host 127.0.0.1 --port N --clients N [--hold S] [--sources K]
+  loadgen http --host 127.0.0.1 --port N --clients N [--pipeline K] [--seconds T] [--messages M]
 common: [--max-pending P] (concurrent connects, default 128)
         [--connect-timeout S] (default 60) [--quiet] (no per-second lines)"
     );
@@ -128,6 +141,7 @@ fn parse_opts() -> Opts {
         "chat" => Mode::Chat,
         "echo" => Mode::Echo,
         "idle" => Mode::Idle,
+        "http" => Mode::Http,
         "-h" | "--help" | "help" => usage(),
         other => {
             eprintln!("loadgen: unknown mode {other:?}");
@@ -142,6 +156,7 @@ fn parse_opts() -> Opts {
         batches: None,
         seconds: None,
         inflight: 16,
+        pipeline: 1,
         size: 32,
         messages: None,
         hold: 5.0,
@@ -187,6 +202,7 @@ fn parse_opts() -> Opts {
             "--batches" => o.batches = Some(num(flag, val)),
             "--seconds" => o.seconds = Some(num(flag, val)),
             "--inflight" => o.inflight = num(flag, val),
+            "--pipeline" => o.pipeline = num(flag, val),
             "--size" => o.size = num(flag, val),
             "--messages" => o.messages = Some(num(flag, val)),
             "--hold" => o.hold = num(flag, val),
@@ -257,6 +273,21 @@ fn header_len(b1: u8) -> usize {
     base + if b1 & 0x80 != 0 { 4 } else { 0 }
 }
 
+/// K of a chat message "ClientK: ...", when the payload is one.
+#[inline]
+fn sender_of(payload: &[u8]) -> Option<u32> {
+    let rest = payload.strip_prefix(NAME_PREFIX)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 || rest.get(digits) != Some(&b':') {
+        return None;
+    }
+    Some(
+        rest[..digits]
+            .iter()
+            .fold(0, |k, &d| k * 10 + (d - b'0') as u32),
+    )
+}
+
 // ----------------------------------------------------------------------------
 // Connections
 // ----------------------------------------------------------------------------
@@ -307,9 +338,23 @@ struct Conn {
     peer_closed: bool,
     close_code: u16,
 
+    /// HTTP: body bytes of the current response still to come.
+    body_left: u64,
+
     // Chat batch accounting.
     batch_recv: u64,
     batch_done: bool,
+
+    // Chat latency: our sends as (bytes of `out` accepted so far, time the
+    // `send` call started), when `track_sends`; the sender of the data frame
+    // being parsed (bytes of "ClientK:" seen in `lat_pos`, K in `lat_k`), and
+    // the senders of the messages completed by the last `feed`.
+    track_sends: bool,
+    marks: Vec<(u64, u64)>,
+    lat_on: bool,
+    lat_pos: u8,
+    lat_k: u32,
+    arrivals: Vec<u32>,
 }
 
 impl Conn {
@@ -340,8 +385,40 @@ impl Conn {
             ready: false,
             peer_closed: false,
             close_code: 0,
+            body_left: 0,
             batch_recv: 0,
             batch_done: false,
+            track_sends: false,
+            marks: Vec::new(),
+            lat_on: false,
+            lat_pos: LAT_NONE,
+            lat_k: 0,
+            arrivals: Vec::new(),
+        }
+    }
+
+    /// Reads the sender's number off the start of a chat message's payload
+    /// ("ClientK:"), possibly split across reads.
+    #[inline]
+    fn scan_sender(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            let p = self.lat_pos as usize;
+            if p < NAME_PREFIX.len() {
+                if b != NAME_PREFIX[p] {
+                    self.lat_pos = LAT_NONE;
+                    return;
+                }
+            } else if b.is_ascii_digit() && p < NAME_PREFIX.len() + 9 {
+                self.lat_k = self.lat_k * 10 + (b - b'0') as u32;
+            } else {
+                self.lat_pos = if b == b':' && p > NAME_PREFIX.len() {
+                    LAT_OK
+                } else {
+                    LAT_NONE
+                };
+                return;
+            }
+            self.lat_pos += 1;
         }
     }
 
@@ -353,6 +430,10 @@ impl Conn {
             if self.in_payload {
                 let avail = (n - i) as u64;
                 let take = self.remaining.min(avail) as usize;
+                // (A control frame may come between a message's fragments.)
+                if self.lat_pos < LAT_OK && !self.keep_ctrl {
+                    self.scan_sender(&data[i..i + take]);
+                }
                 if self.keep_ctrl {
                     self.ctrl_buf.extend_from_slice(&data[i..i + take]);
                 } else if self.keep_data {
@@ -367,14 +448,32 @@ impl Conn {
                 }
                 continue;
             }
-            // Fast path: the whole header is in this chunk.
             if self.hdr_len == 0 && n - i >= 2 {
+                // Fastest path (every chat delivery): a whole final text or
+                // binary frame of less than 126 bytes, counted in place.
+                let (b0, len) = (data[i], data[i + 1] as usize);
+                if (b0 == 0x81 || b0 == 0x82) && len < 126 && n - i >= 2 + len && !self.inspect_data
+                {
+                    self.msgs += 1;
+                    self.data_bytes += len as u64;
+                    if b0 == 0x81 {
+                        self.text_msgs += 1;
+                    } else {
+                        self.binary_msgs += 1;
+                    }
+                    if self.lat_on {
+                        if let Some(k) = sender_of(&data[i + 2..i + 2 + len]) {
+                            self.arrivals.push(k);
+                        }
+                    }
+                    i += 2 + len;
+                    continue;
+                }
+                // Fast path: the whole header is in this chunk.
                 let need = header_len(data[i + 1]);
                 if n - i >= need {
-                    let mut h = [0u8; 14];
-                    h[..need].copy_from_slice(&data[i..i + need]);
+                    self.begin_frame(&data[i..i + need])?;
                     i += need;
-                    self.begin_frame(&h[..need])?;
                     continue;
                 }
             }
@@ -416,6 +515,8 @@ impl Conn {
                 if op != 0 {
                     self.msg_op = op;
                     self.data_buf.clear();
+                    self.lat_pos = if self.lat_on { 0 } else { LAT_NONE };
+                    self.lat_k = 0;
                 }
                 self.keep_data = self.inspect_data;
             }
@@ -445,6 +546,9 @@ impl Conn {
         match self.op {
             0..=2 if self.fin => {
                 self.msgs += 1;
+                if self.lat_pos == LAT_OK {
+                    self.arrivals.push(self.lat_k);
+                }
                 if self.msg_op == 1 {
                     self.text_msgs += 1;
                     if self.inspect_data && self.data_buf == b"ready" {
@@ -575,6 +679,8 @@ struct Gen {
     recv_bytes: u64,
     sends: u64,
     waits: u64,
+    /// Chat: delivery latency (set by `run_chat`).
+    lat: Option<ChatLatency>,
 }
 
 impl Gen {
@@ -613,6 +719,7 @@ impl Gen {
             recv_bytes: 0,
             sends: 0,
             waits: 0,
+            lat: None,
         })
     }
 
@@ -706,6 +813,7 @@ impl Gen {
         while c.out_pos < c.out.len() {
             let rest = &c.out[c.out_pos..];
             *sends += 1;
+            let started = c.track_sends.then(now_ns);
             let r = unsafe {
                 libc::send(
                     c.fd,
@@ -716,6 +824,9 @@ impl Gen {
             };
             if r > 0 {
                 c.out_pos += r as usize;
+                if let Some(t) = started {
+                    c.marks.push((c.out_pos as u64, t));
+                }
                 continue;
             }
             let e = errno();
@@ -777,6 +888,12 @@ impl Gen {
             if events & (libc::EPOLLOUT as u32) == 0 {
                 return Ok(false);
             }
+            if self.o.mode == Mode::Http {
+                // Open as soon as connected (flushing nothing stops EPOLLOUT).
+                c.st = St::Open;
+                Self::flush(ep, idx, c, &mut self.sends)?;
+                return Ok(true);
+            }
             c.st = St::Handshake;
             c.out.extend_from_slice(&self.req_head);
             c.out.extend_from_slice(idx.to_string().as_bytes());
@@ -785,15 +902,17 @@ impl Gen {
             return Ok(false);
         }
         if events & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+            let http = self.o.mode == Mode::Http;
             let Gen {
                 conns,
                 rbuf,
                 recvs,
                 recv_bytes,
+                lat,
                 ..
             } = self;
-            let c = &mut conns[idx];
             loop {
+                let c = &mut conns[idx];
                 *recvs += 1;
                 let r = unsafe { libc::recv(c.fd, rbuf.as_mut_ptr() as *mut _, rbuf.len(), 0) };
                 if r > 0 {
@@ -803,8 +922,22 @@ impl Gen {
                         if Self::handshake_bytes(c, data, idx)? {
                             opened = true;
                         }
+                    } else if http {
+                        c.feed_http(data)?;
                     } else {
                         c.feed(data)?;
+                        if let Some(lat) = lat.as_mut().filter(|_| !c.arrivals.is_empty()) {
+                            let at = now_ns();
+                            let arrivals = std::mem::take(&mut c.arrivals);
+                            for &k in &arrivals {
+                                let k = k as usize;
+                                let marks = conns.get(k).map_or(&[][..], |s| &s.marks[..]);
+                                lat.record(idx, k, at, marks);
+                            }
+                            let c = &mut conns[idx];
+                            c.arrivals = arrivals;
+                            c.arrivals.clear();
+                        }
                     }
                     if (r as usize) < rbuf.len() {
                         break;
@@ -1043,10 +1176,17 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
 
     // One batch of client frames, built once; every client sends the same bytes.
     let mut batch = Vec::new();
+    let mut frame_end = Vec::with_capacity(CHAT_LINES.len() * CHAT_REPEAT);
     for _ in 0..CHAT_REPEAT {
         for line in CHAT_LINES.iter() {
             push_frame(&mut batch, 0x1, line.as_bytes());
+            frame_end.push(batch.len() as u64);
         }
+    }
+    g.lat = Some(ChatLatency::new(n, frame_end));
+    for c in g.conns.iter_mut() {
+        c.track_sends = true;
+        c.lat_on = true;
     }
 
     let limit = match (g.o.seconds, g.o.batches) {
@@ -1068,6 +1208,7 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
 
     // Start batch 1.
     for (idx, c) in g.conns.iter_mut().enumerate() {
+        c.marks.clear();
         c.out.extend_from_slice(&batch);
         Gen::flush(ep, idx, c, &mut g.sends)?;
     }
@@ -1120,9 +1261,13 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
             if Some(batches_done) == g.o.batches {
                 break;
             }
+            if let Some(lat) = g.lat.as_mut() {
+                lat.reset();
+            }
             for (idx, c) in g.conns.iter_mut().enumerate() {
                 c.batch_recv = 0;
                 c.batch_done = false;
+                c.marks.clear();
                 c.out.extend_from_slice(&batch);
                 Gen::flush(ep, idx, c, &mut g.sends)?;
             }
@@ -1149,44 +1294,47 @@ fn run_chat(mut g: Gen) -> Result<(), String> {
     println!(
         "RESULT mode=chat clients={n} batches={batches_done} deliveries={deliveries} per_batch={per_batch} \
          seconds={elapsed:.3} rate={:.0} rate_median={med:.0} rate_min={min:.0} rate_max={max:.0} \
-         intervals={} {}",
+         intervals={} {} {}",
         deliveries as f64 / elapsed,
         ticker.rates.len(),
+        g.lat.as_ref().map_or(String::new(), |l| l.hist.fields()),
         cpu_fields(&g, elapsed)
     );
     Ok(())
 }
 
-fn run_echo(mut g: Gen) -> Result<(), String> {
-    let n = g.o.clients;
-    let k = g.o.inflight.max(1);
-    g.connect_all(false)?;
-    let payload: Vec<u8> = (0..g.o.size).map(|i| (i * 7 + 13) as u8).collect();
-    let mut frame = Vec::new();
-    push_frame(&mut frame, 0x2, &payload);
-
+/// The timed part of a closed-loop mode (echo, http): every connection
+/// keeps `k` copies of `unit` in flight, writing one more for each answer,
+/// until the time limit or `--messages` answers. Returns the answers, the
+/// seconds taken and the per-second rates.
+fn closed_loop(
+    g: &mut Gen,
+    unit: &[u8],
+    k: usize,
+    label: &'static str,
+) -> Result<(u64, f64, Ticker), String> {
     let limit = match (g.o.seconds, g.o.messages) {
         (Some(s), _) => s,
         (None, Some(_)) => 600.0,
         (None, None) => 10.0,
     };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut ticker = Ticker::new("echoes", g.o.quiet);
+    let mut ticker = Ticker::new(label, g.o.quiet);
     let start = ticker.start;
     let deadline = start + Duration::from_secs_f64(limit);
     let ep = g.ep;
-    let mut echoes: u64 = 0;
+    let mut answers: u64 = 0;
     let target = g.o.messages.unwrap_or(u64::MAX);
 
     for (idx, c) in g.conns.iter_mut().enumerate() {
         for _ in 0..k {
-            c.out.extend_from_slice(&frame);
+            c.out.extend_from_slice(unit);
         }
         Gen::flush(ep, idx, c, &mut g.sends)?;
     }
     'run: loop {
         let now = Instant::now();
-        let wait_ms = ticker.poll(now, echoes);
+        let wait_ms = ticker.poll(now, answers);
         if now >= deadline {
             break;
         }
@@ -1199,27 +1347,38 @@ fn run_echo(mut g: Gen) -> Result<(), String> {
             let m = c.msgs;
             if m > 0 {
                 c.msgs = 0;
-                echoes += m;
-                if echoes >= target {
-                    echoes = target;
+                answers += m;
+                if answers >= target {
+                    answers = target;
                     break 'run;
                 }
                 for _ in 0..m {
-                    c.out.extend_from_slice(&frame);
+                    c.out.extend_from_slice(unit);
                 }
                 Gen::flush(ep, idx, c, &mut g.sends)?;
             }
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(m) = g.o.messages {
+        if answers < m {
+            return Err(format!("time limit reached after {answers} of {m} {label}"));
+        }
+    }
+    Ok((answers, elapsed, ticker))
+}
+
+fn run_echo(mut g: Gen) -> Result<(), String> {
+    let n = g.o.clients;
+    let k = g.o.inflight.max(1);
+    g.connect_all(false)?;
+    let payload: Vec<u8> = (0..g.o.size).map(|i| (i * 7 + 13) as u8).collect();
+    let mut frame = Vec::new();
+    push_frame(&mut frame, 0x2, &payload);
+    let (echoes, elapsed, ticker) = closed_loop(&mut g, &frame, k, "echoes")?;
     let text: u64 = g.conns.iter().map(|c| c.text_msgs).sum();
     if text != 0 {
         return Err(format!("{text} echoes came back as text, expected binary"));
-    }
-    if let Some(m) = g.o.messages {
-        if echoes < m {
-            return Err(format!("time limit reached after {echoes} of {m} echoes"));
-        }
     }
     g.close_all();
     let (med, min, max) = ticker.summary(echoes, elapsed);
@@ -1291,6 +1450,7 @@ fn main() {
         Mode::Chat => run_chat(g),
         Mode::Echo => run_echo(g),
         Mode::Idle => run_idle(g),
+        Mode::Http => http::run_http(g),
     };
     if let Err(e) = r {
         eprintln!("loadgen: error: {e}");
