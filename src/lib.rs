@@ -176,6 +176,7 @@
 //! with `panic = "abort"` a handler panic ends the process.
 #![deny(missing_docs)]
 
+mod bus;
 mod error;
 mod ffi;
 mod handler;
@@ -197,6 +198,7 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/sys.rs"));
 }
 
+pub use bus::{Bus, BusState, BusStatus};
 pub use error::Error;
 pub use handler::WebSocketHandler;
 pub use options::{

@@ -61,6 +61,11 @@ pub struct ServeOptions {
     /// Past it they fail with [`Error::QueueFull`] instead of growing
     /// memory without bound. At least 1; default 65 536.
     pub queue_limit: usize,
+    /// A message bus shared with other servers (Redis, NATS: cargo
+    /// features `redis`, `nats`): publishes on any of them reach the
+    /// subscribers of all. See [`Bus`](crate::Bus). Default `None`: pub/sub
+    /// stays within this server.
+    pub bus: Option<crate::Bus>,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +81,7 @@ impl Default for ServeOptions {
             queue_limit: 65_536,
             threads: 1,
             max_request_body_size: 128 * 1024 * 1024,
+            bus: None,
         }
     }
 }

@@ -17,6 +17,8 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bus::link::{Link as BusLink, Target};
+use crate::bus::BusStatus;
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
 use crate::http::{PendingTable, Request};
@@ -113,6 +115,9 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     ctx: Cell<*const c_void>,
     hooks: Hooks,
+    /// The bridge to the pub/sub bus, when the server has one (shared by
+    /// its threads).
+    pub(crate) bus: Option<Arc<BusLink>>,
 }
 
 impl Core {
@@ -202,9 +207,10 @@ impl Core {
     }
 
     /// The handler keeps the default `subscription`: stop crossing into
-    /// Rust for these events, unless the threads of the server need them.
+    /// Rust for these events, unless the threads of the server or its bus
+    /// need them.
     pub(crate) fn subscription_events_unused(&self) {
-        if self.cluster.is_none() {
+        if self.cluster.is_none() && self.bus.is_none() {
             self.subscription_enabled.set(0);
         }
     }
@@ -220,10 +226,18 @@ impl Core {
         }
     }
 
-    /// This thread's subscribers to `topic` are now `count`.
-    pub(crate) fn count_subscribers(&self, topic: &[u8], count: usize) {
-        if let Some(link) = &self.cluster {
-            link.cluster.subscription(link.thread, topic, count);
+    /// This thread's subscribers to `topic` went from `old` to `count`.
+    /// When the whole server goes from none to some, or back, its bus
+    /// (if any) subscribes or leaves.
+    pub(crate) fn count_subscribers(&self, topic: &[u8], old: usize, count: usize) {
+        match &self.cluster {
+            Some(link) => link
+                .cluster
+                .subscription(link.thread, topic, count, |wanted| {
+                    self.bus_topic(topic, wanted)
+                }),
+            None if (old == 0) != (count == 0) => self.bus_topic(topic, count > 0),
+            None => {}
         }
     }
 
@@ -351,6 +365,7 @@ impl Core {
             }
         }
         self.start_stop_timer();
+        self.stop_bus();
     }
 
     fn start_stop_timer(&self) {
@@ -394,6 +409,7 @@ impl Core {
         } else {
             self.close_all();
         }
+        self.stop_bus();
     }
 
     /// Closes every connection of the server (on this thread) now.
@@ -694,7 +710,14 @@ impl<T: 'static> Server<T> {
         ServerHandle::new(
             self.core.shared.clone(),
             self.core.cluster.as_ref().map(|l| l.cluster.clone()),
+            self.core.bus.clone(),
         )
+    }
+
+    /// The state and counters of the server's bus bridge
+    /// ([`ServeOptions::bus`]); `None` without a bus.
+    pub fn bus_status(&self) -> Option<BusStatus> {
+        self.core.bus.as_ref().map(|b| b.status())
     }
 }
 
@@ -796,9 +819,9 @@ fn listen_error(options: &ServeOptions, errno: c_int) -> Error {
 /// thread's event loop and binds it. Call [`App::run`] to serve.
 ///
 /// Errors: a bad option (also [`threads`](ServeOptions::threads) other than
-/// 1: use [`serve_threaded`]), an address that cannot be bound (in use, no
-/// permission, a host name that does not resolve), a TLS file that cannot
-/// be loaded.
+/// 1: use [`serve_threaded`]; a [`bus`](ServeOptions::bus) URL that cannot
+/// be used), an address that cannot be bound (in use, no permission, a
+/// host name that does not resolve), a TLS file that cannot be loaded.
 pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<App<H>, Error> {
     options.check()?;
     if options.threads != 1 {
@@ -807,8 +830,12 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
             reason: "serve runs one thread; use serve_threaded (with a Send + Sync handler)".into(),
         });
     }
-    let app = build(&options, Arc::new(handler), None, 0)?;
+    let bus = BusLink::of(&options)?;
+    let app = build(&options, Arc::new(handler), None, 0, bus.clone())?;
     listen(&app, &options)?;
+    if let Some(bus) = bus {
+        bus.start(Target::Single(app.core().shared.clone()))?;
+    }
     Ok(app)
 }
 
@@ -819,6 +846,7 @@ fn build<H: WebSocketHandler>(
     handler: Arc<H>,
     cluster: Option<Link>,
     port: u16,
+    bus: Option<Arc<BusLink>>,
 ) -> Result<App<H>, Error> {
     let behavior = options.websocket.to_behavior()?;
     let tls = options.tls.as_ref().map(TlsOptions::load).transpose()?;
@@ -876,6 +904,7 @@ fn build<H: WebSocketHandler>(
         shared: shared.clone(),
         ctx: Cell::new(ptr::null()),
         hooks: callbacks::hooks::<H>(),
+        bus,
     };
     let app_owner = App::new(
         thread,

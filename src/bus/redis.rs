@@ -1,0 +1,328 @@
+//! The Redis transport: `PUBLISH` in pipelines on one connection,
+//! `SUBSCRIBE` on another ([`Bus::redis`]); or, on a Redis Cluster,
+//! `SPUBLISH` and `SSUBSCRIBE` routed to each channel's shard by the
+//! cluster client, over RESP3 ([`Bus::redis_cluster`]).
+//!
+//! A topic `T` is the channel `prefix ++ T`. The bridge reconnects on its
+//! own (each session starts from nothing and subscribes to every topic
+//! wanted), so the clients' own reconnection is not relied on.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::{FutureExt, StreamExt};
+use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Pipeline, PushInfo, PushKind, RedisError, Value};
+use tokio::time::timeout;
+
+use super::bridge::{Bridge, Ended, BATCH, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use super::{redact, Bus, Kind};
+
+/// A write of a batch of publishes on its way: how many, and the outcome.
+type Inflight = Pin<Box<dyn Future<Output = (usize, Result<(), RedisError>)>>>;
+
+/// Checks the URL(s) of a Redis bus (without connecting).
+pub(super) fn check(bus: &Bus) -> Result<(), String> {
+    match bus.kind {
+        Kind::Redis { ref url } => redis::Client::open(url.as_str())
+            .map(drop)
+            .map_err(|e| format!("bad Redis URL {}: {e}", redact(url))),
+        Kind::RedisCluster { ref nodes } => {
+            if nodes.is_empty() {
+                return Err("a Redis Cluster needs the URL of at least one node".into());
+            }
+            ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                .build()
+                .map(drop)
+                .map_err(|e| format!("bad Redis Cluster URL in {}: {e}", bus.display()))
+        }
+        #[allow(unreachable_patterns)] // with the `nats` feature
+        _ => Ok(()),
+    }
+}
+
+/// Serves the bus until the server stops: sessions, and waits in between.
+pub(super) async fn run(b: &mut Bridge<'_>) {
+    loop {
+        let ended = match b.link.bus.kind {
+            Kind::Redis { ref url } => plain(b, url).await,
+            Kind::RedisCluster { ref nodes } => sharded(b, nodes).await,
+            #[allow(unreachable_patterns)] // with the `nats` feature
+            _ => return,
+        };
+        match ended {
+            Ended::Stop => return,
+            Ended::Lost(why) => b.lost(&why),
+        }
+        if !b.wait_to_retry().await {
+            return;
+        }
+    }
+}
+
+/// The channel of `topic`.
+fn channel(prefix: &str, topic: &[u8]) -> Vec<u8> {
+    let mut c = Vec::with_capacity(prefix.len() + topic.len());
+    c.extend_from_slice(prefix.as_bytes());
+    c.extend_from_slice(topic);
+    c
+}
+
+/// One pipeline of `PUBLISH` (or `SPUBLISH`) for the publishes taken.
+fn pipeline<'o>(
+    command: &str,
+    prefix: &str,
+    out: impl Iterator<Item = &'o super::link::Outgoing>,
+) -> Pipeline {
+    let mut pipe = redis::pipe();
+    let mut name = Vec::new();
+    for o in out {
+        name.clear();
+        name.extend_from_slice(prefix.as_bytes());
+        name.extend_from_slice(o.topic());
+        pipe.cmd(command).arg(&name[..]).arg(o.message()).ignore();
+    }
+    pipe
+}
+
+/// Waits for the write in flight, if any (never ready otherwise).
+async fn landed(inflight: &mut Option<Inflight>) -> (usize, Result<(), RedisError>) {
+    match inflight {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts a landed write; `Err` with the reason when it failed.
+fn count(b: &mut Bridge<'_>, (n, result): (usize, Result<(), RedisError>)) -> Result<(), String> {
+    let c = &b.link.counters;
+    match result {
+        Ok(()) => {
+            super::link::Counters::add(&c.published, n);
+            Ok(())
+        }
+        Err(e) => {
+            super::link::Counters::add(&c.dropped_disconnected, n);
+            Err(e.to_string())
+        }
+    }
+}
+
+/// A session of plain pub/sub: until the connection fails or the server
+/// stops.
+async fn plain(b: &mut Bridge<'_>, url: &str) -> Ended {
+    let prefix = b.prefix();
+    let client = match redis::Client::open(url) {
+        Ok(c) => c,
+        Err(e) => return Ended::Lost(e.to_string()),
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    let connect = async {
+        let publisher = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let (mut sink, stream) = client.get_async_pubsub().await?.split();
+        let channels: Vec<Vec<u8>> = b.wanted.iter().map(|t| channel(prefix, t)).collect();
+        for some in channels.chunks(BATCH) {
+            sink.subscribe(some).await?;
+        }
+        Ok::<_, RedisError>((publisher, sink, stream))
+    };
+    let (publisher, mut sink, stream) = match timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Ended::Lost(e.to_string()),
+        Err(_) => return Ended::Lost("timed out connecting".into()),
+    };
+    b.connected();
+    let mut messages = stream.ready_chunks(BATCH);
+    let mut inflight: Option<Inflight> = None;
+    loop {
+        tokio::select! {
+            done = landed(&mut inflight) => {
+                inflight = None;
+                if let Err(why) = count(b, done) {
+                    return Ended::Lost(why);
+                }
+            }
+            batch = messages.next() => {
+                let Some(batch) = batch else {
+                    return Ended::Lost("the subscriber connection closed".into());
+                };
+                for m in &batch {
+                    let channel = match m.get_channel::<Vec<u8>>() {
+                        Ok(c) => c,
+                        Err(_) => continue,
+                    };
+                    if let Some(topic) = channel.strip_prefix(prefix.as_bytes()) {
+                        b.receive(topic, m.get_payload_bytes());
+                    }
+                }
+                b.flush();
+            }
+            () = Bridge::ready(b.link), if inflight.is_none() => {
+                let (join, leave) = b.take();
+                let subscribed = async {
+                    let join: Vec<Vec<u8>> = join.iter().map(|t| channel(prefix, t)).collect();
+                    let leave: Vec<Vec<u8>> = leave.iter().map(|t| channel(prefix, t)).collect();
+                    if !join.is_empty() {
+                        sink.subscribe(&join).await?;
+                    }
+                    if !leave.is_empty() {
+                        sink.unsubscribe(&leave).await?;
+                    }
+                    Ok::<_, RedisError>(())
+                };
+                match timeout(RESPONSE_TIMEOUT, subscribed).await {
+                    Ok(Ok(())) => b.set_topics(b.wanted.len()),
+                    Ok(Err(e)) => return lose(b, e.to_string()),
+                    Err(_) => return lose(b, "timed out subscribing".into()),
+                }
+                if !b.work.out.is_empty() {
+                    let pipe = pipeline("PUBLISH", prefix, b.work.out.iter());
+                    let n = b.work.out.len();
+                    b.work.out.clear();
+                    let mut conn: MultiplexedConnection = publisher.clone();
+                    inflight = Some(Box::pin(async move {
+                        (n, pipe.exec_async(&mut conn).await)
+                    }));
+                }
+                if b.work.stopping {
+                    if let Some(done) = inflight.take() {
+                        let _ = count(b, done.await);
+                    }
+                    return Ended::Stop;
+                }
+            }
+        }
+    }
+}
+
+/// Ends a session in the middle of a batch: its publishes are lost.
+fn lose(b: &mut Bridge<'_>, why: String) -> Ended {
+    b.drop_out(&b.link.counters.dropped_disconnected);
+    Ended::Lost(why)
+}
+
+/// The bytes of a bulk string.
+fn bulk(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// A session of sharded pub/sub on a Redis Cluster.
+async fn sharded(b: &mut Bridge<'_>, nodes: &[String]) -> Ended {
+    let prefix = b.prefix();
+    let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
+    let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(tx)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .build();
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return Ended::Lost(e.to_string()),
+    };
+    let connect = async {
+        let mut conn = client.get_async_connection().await?;
+        for topic in &b.wanted {
+            conn.ssubscribe(channel(prefix, topic)).await?;
+        }
+        Ok::<_, RedisError>(conn)
+    };
+    let mut conn: ClusterConnection = match timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Ended::Lost(e.to_string()),
+        Err(_) => return Ended::Lost("timed out connecting".into()),
+    };
+    b.connected();
+    let mut inflight: Option<Inflight> = None;
+    loop {
+        tokio::select! {
+            done = landed(&mut inflight) => {
+                inflight = None;
+                if let Err(why) = count(b, done) {
+                    return Ended::Lost(why);
+                }
+            }
+            push = pushes.recv() => {
+                let mut push = push;
+                let mut n = 0;
+                while let Some(p) = push {
+                    match p.kind {
+                        PushKind::SMessage => {
+                            if let [channel, message, ..] = &p.data[..] {
+                                let topic = bulk(channel)
+                                    .and_then(|c| c.strip_prefix(prefix.as_bytes()));
+                                if let (Some(topic), Some(message)) = (topic, bulk(message)) {
+                                    b.receive(topic, message);
+                                }
+                            }
+                        }
+                        PushKind::Disconnection => {
+                            b.flush();
+                            return Ended::Lost("a node's connection closed".into());
+                        }
+                        _ => {}
+                    }
+                    n += 1;
+                    push = if n < BATCH { pushes.recv().now_or_never().flatten() } else { None };
+                }
+                b.flush();
+            }
+            () = Bridge::ready(b.link), if inflight.is_none() => {
+                let (join, leave) = b.take();
+                let subscribed = async {
+                    for topic in &join {
+                        conn.ssubscribe(channel(prefix, topic)).await?;
+                    }
+                    for topic in &leave {
+                        conn.sunsubscribe(channel(prefix, topic)).await?;
+                    }
+                    Ok::<_, RedisError>(())
+                };
+                match timeout(RESPONSE_TIMEOUT, subscribed).await {
+                    Ok(Ok(())) => b.set_topics(b.wanted.len()),
+                    Ok(Err(e)) => return lose(b, e.to_string()),
+                    Err(_) => return lose(b, "timed out subscribing".into()),
+                }
+                if !b.work.out.is_empty() {
+                    // A pipeline goes to one shard: one per topic, each in
+                    // publish order, all written at once.
+                    let mut by_topic: HashMap<&[u8], Vec<usize>> = HashMap::new();
+                    for (i, o) in b.work.out.iter().enumerate() {
+                        by_topic.entry(o.topic()).or_default().push(i);
+                    }
+                    let out = &b.work.out;
+                    let writes: Vec<_> = by_topic
+                        .into_values()
+                        .map(|indexes| {
+                            let pipe = pipeline("SPUBLISH", prefix, indexes.iter().map(|&i| &out[i]));
+                            let mut conn = conn.clone();
+                            async move { pipe.exec_async(&mut conn).await }
+                        })
+                        .collect();
+                    let n = out.len();
+                    b.work.out.clear();
+                    inflight = Some(Box::pin(async move {
+                        let results = futures_util::future::join_all(writes).await;
+                        (n, results.into_iter().collect::<Result<(), _>>())
+                    }));
+                }
+                if b.work.stopping {
+                    if let Some(done) = inflight.take() {
+                        let _ = count(b, done.await);
+                    }
+                    return Ended::Stop;
+                }
+            }
+        }
+    }
+}
