@@ -85,6 +85,9 @@ pub(super) fn check(bus: &Bus) -> Result<(), String> {
         return Ok(());
     };
     for one in addresses(url) {
+        if one.is_empty() {
+            return Err(format!("bad NATS URL {}: an empty address", super::redact(url)));
+        }
         one.parse::<ServerAddr>()
             .map_err(|e| format!("bad NATS URL {}: {e}", super::redact(one)))?;
     }
@@ -164,6 +167,8 @@ pub(super) async fn run(b: &mut Bridge<'_>) {
                     b.note("NATS dropped messages for a slow subscription".into());
                 }
                 Some(Event::ServerError(e)) => b.note(format!("NATS server error: {e}")),
+                // Also each failed attempt to connect.
+                Some(Event::ClientError(e)) if !connected => b.lost(&e.to_string()),
                 Some(Event::ClientError(e)) => b.note(format!("NATS client error: {e}")),
                 Some(_) => {}
             },
