@@ -430,6 +430,7 @@ pub fn topics_follow_subscribers(
     let bus = External::start_new(kind);
     let (a, b) = (Node::start(make(&bus.url()), 1), Node::start(make(&bus.url()), 2));
     let topics = ["t0", "t1", "t2", "t3", "t4"];
+    a.wait_linked(0);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let publisher = {
         let (handle, stop) = (a.handle.clone(), stop.clone());
@@ -498,6 +499,8 @@ pub fn any_string_is_a_topic(make: MakeBus<'_>, kind: Kind) {
     let topics = ["", "a.b c", "*", ">", "x.>", "é=3D/ünï", long.as_str()];
     let mut c = b.client(&topics);
     let mut sender = a.client(&[]);
+    // Publishes made before a server's bridge is connected stay local.
+    a.wait_linked(0);
     b.wait_linked(topics.len());
     for t in topics {
         say(&mut sender, "pub", t, &format!("on {t}"));
