@@ -71,11 +71,23 @@ fn bad_urls_and_prefixes_are_refused_by_serve() {
     let _serial = serial();
     bad_buses_are_refused(vec![
         (Bus::nats("nats://127.0.0.1:notaport"), "bad NATS URL"),
-        (Bus::nats("nats://user:secret@127.0.0.1:99999"), "bad NATS URL"),
+        (
+            Bus::nats("nats://user:secret@127.0.0.1:99999"),
+            "bad NATS URL",
+        ),
         (Bus::nats("nats://127.0.0.1:4222,"), "bad NATS URL"),
-        (Bus::nats("nats://127.0.0.1").prefix("a.*"), "cannot start NATS subjects"),
-        (Bus::nats("nats://127.0.0.1").prefix("app."), "cannot start NATS subjects"),
-        (Bus::nats("nats://127.0.0.1").prefix("a b"), "cannot start NATS subjects"),
+        (
+            Bus::nats("nats://127.0.0.1").prefix("a.*"),
+            "cannot start NATS subjects",
+        ),
+        (
+            Bus::nats("nats://127.0.0.1").prefix("app."),
+            "cannot start NATS subjects",
+        ),
+        (
+            Bus::nats("nats://127.0.0.1").prefix("a b"),
+            "cannot start NATS subjects",
+        ),
     ]);
 }
 
@@ -85,7 +97,10 @@ fn bad_urls_and_prefixes_are_refused_by_serve() {
 fn messages_too_large_for_nats_stay_local_and_count() {
     let _serial = serial();
     let bus = External::start_new(Kind::Nats);
-    let (a, b) = (Node::start(nats(&bus.url()), 1), Node::start(nats(&bus.url()), 1));
+    let (a, b) = (
+        Node::start(nats(&bus.url()), 1),
+        Node::start(nats(&bus.url()), 1),
+    );
     let (mut ca, mut cb) = (a.client(&["room"]), b.client(&["room"]));
     a.wait_linked(1);
     b.wait_linked(1);

@@ -64,7 +64,15 @@ fn bus(args: &args::Args) -> Option<uws::Bus> {
 fn main() {
     let args = args::Args::from_env(
         USAGE,
-        &["--port", "--host", "--clients", "--threads", "--redis", "--redis-cluster", "--nats"],
+        &[
+            "--port",
+            "--host",
+            "--clients",
+            "--threads",
+            "--redis",
+            "--redis-cluster",
+            "--nats",
+        ],
         &[],
     );
     let options = ServeOptions {

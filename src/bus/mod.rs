@@ -265,7 +265,10 @@ impl Bus {
     /// Checks what can be checked without reaching the bus: the URLs, the
     /// prefix, the limits. A bus that is merely down is no error.
     pub(crate) fn check(&self) -> Result<(), Error> {
-        let bad = |reason: String| Error::InvalidOption { name: "bus", reason };
+        let bad = |reason: String| Error::InvalidOption {
+            name: "bus",
+            reason,
+        };
         if self.queue_limit == 0 || self.queue_bytes == 0 {
             return Err(bad("the queue limits must be at least 1".into()));
         }
@@ -439,7 +442,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
         assert_eq!(
             redact("redis://user:secret@host:1/2"),
             "redis://user:***@host:1/2"
@@ -450,6 +456,9 @@ mod tests {
             redact("nats://a:b@h1,nats://h2"),
             "nats://a:***@h1,nats://h2"
         );
-        assert_eq!(redact("redis+unix:///tmp/r.sock"), "redis+unix:///tmp/r.sock");
+        assert_eq!(
+            redact("redis+unix:///tmp/r.sock"),
+            "redis+unix:///tmp/r.sock"
+        );
     }
 }

@@ -55,7 +55,12 @@ pub(super) fn subject(prefix: &str, topic: &[u8]) -> (String, bool) {
                     (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
                 })
             };
-            let _ = write!(s, "#{:016x}{:016x}", fnv(0xcbf2_9ce4_8422_2325), fnv(0x6c62_272e_07bb_0142));
+            let _ = write!(
+                s,
+                "#{:016x}{:016x}",
+                fnv(0xcbf2_9ce4_8422_2325),
+                fnv(0x6c62_272e_07bb_0142)
+            );
             return (s, true);
         }
     }
@@ -70,7 +75,9 @@ fn valid_prefix(prefix: &str) -> bool {
             !token.is_empty()
                 && token != "*"
                 && token != ">"
-                && !token.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+                && !token
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         })
 }
 
@@ -86,7 +93,10 @@ pub(super) fn check(bus: &Bus) -> Result<(), String> {
     };
     for one in addresses(url) {
         if one.is_empty() {
-            return Err(format!("bad NATS URL {}: an empty address", super::redact(url)));
+            return Err(format!(
+                "bad NATS URL {}: an empty address",
+                super::redact(url)
+            ));
         }
         one.parse::<ServerAddr>()
             .map_err(|e| format!("bad NATS URL {}: {e}", super::redact(one)))?;

@@ -595,18 +595,20 @@ pub fn serve_threaded<H: WebSocketHandler + Send + Sync>(
         };
         let spawned = std::thread::Builder::new()
             .name(format!("uws-{thread}"))
-            .spawn(move || match build(&options, handler, Some(link), port, bus) {
-                Ok(app) => {
-                    let core = app.core();
-                    let peer = (thread, core.shared.clone(), core.registry.borrow().server());
-                    if report.send(Ok(peer)).is_ok() {
-                        app.run();
+            .spawn(
+                move || match build(&options, handler, Some(link), port, bus) {
+                    Ok(app) => {
+                        let core = app.core();
+                        let peer = (thread, core.shared.clone(), core.registry.borrow().server());
+                        if report.send(Ok(peer)).is_ok() {
+                            app.run();
+                        }
                     }
-                }
-                Err(e) => {
-                    let _ = report.send(Err(e));
-                }
-            });
+                    Err(e) => {
+                        let _ = report.send(Err(e));
+                    }
+                },
+            );
         match spawned {
             Ok(join) => cluster
                 .joins

@@ -47,11 +47,12 @@ fn binary(kind: Kind) -> &'static str {
 /// Where the Debian packages put the binaries (nats-server in /usr/sbin,
 /// not always on a user's PATH).
 fn find(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"])
-    {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+    ]) {
         let path = PathBuf::from(dir).join(name);
         if path.is_file() {
             return path;
@@ -142,7 +143,11 @@ impl External {
                     self.dir.display()
                 );
             }
-            assert!(Instant::now() < deadline, "{} did not start", binary(self.kind));
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start",
+                binary(self.kind)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
