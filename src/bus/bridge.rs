@@ -82,6 +82,9 @@ async fn serve(link: &Link, target: &Target) {
     }
 }
 
+/// Topics, as the loops gave them.
+pub(super) type Topics = Vec<Box<[u8]>>;
+
 /// Why a connection to the bus ended.
 pub(super) enum Ended {
     /// The server stops.
@@ -133,7 +136,7 @@ impl<'a> Bridge<'a> {
     /// Takes what waits into `self.work`, and applies the changes of
     /// topics to `wanted`. Returns the topics to subscribe to and to leave
     /// on the bus.
-    pub(super) fn take(&mut self) -> (Vec<Box<[u8]>>, Vec<Box<[u8]>>) {
+    pub(super) fn take(&mut self) -> (Topics, Topics) {
         self.work.out.clear();
         self.link.take(&mut self.work);
         let (mut join, mut leave) = (Vec::new(), Vec::new());
@@ -210,6 +213,7 @@ impl<'a> Bridge<'a> {
     }
 
     /// Reports something the bus said that changes no state.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(super) fn note(&self, what: String) {
         self.report(self.link.state(), what);
     }

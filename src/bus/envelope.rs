@@ -27,7 +27,14 @@ const TOPIC: u8 = 4;
 /// Appends the header of a message of server `id` to `out`.
 pub(crate) fn write_header(out: &mut Vec<u8>, id: u64, binary: bool, compress: bool) {
     out.extend_from_slice(&MAGIC);
-    out.push(u8::from(binary) * BINARY | u8::from(compress) * COMPRESS);
+    let mut flags = 0;
+    if binary {
+        flags |= BINARY;
+    }
+    if compress {
+        flags |= COMPRESS;
+    }
+    out.push(flags);
     out.extend_from_slice(&id.to_le_bytes());
 }
 

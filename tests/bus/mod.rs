@@ -19,6 +19,10 @@ use servers::{External, Kind};
 /// Makes the bus of a test from its server's URL.
 pub type MakeBus<'a> = &'a dyn Fn(&str) -> Bus;
 
+/// Asks the bus how many subscribers each topic has (`None`: it cannot
+/// tell).
+pub type AskBus<'a> = &'a dyn Fn(&External, &[&str]) -> Option<Vec<usize>>;
+
 /// The bus tests of one binary run one at a time: they start real servers
 /// and measure the process's threads.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -432,11 +436,7 @@ fn read_until(c: &mut Client, mut want: impl FnMut(&str) -> bool) -> Vec<String>
 /// it and leaves when the last one goes, while another server publishes
 /// on every topic all along. `bus_subscribers(channels)` asks the bus how
 /// many subscribers each topic has (`None` where the bus cannot tell).
-pub fn topics_follow_subscribers(
-    make: MakeBus<'_>,
-    kind: Kind,
-    bus_subscribers: &dyn Fn(&External, &[&str]) -> Option<Vec<usize>>,
-) {
+pub fn topics_follow_subscribers(make: MakeBus<'_>, kind: Kind, bus_subscribers: AskBus<'_>) {
     let bus = External::start_new(kind);
     let (a, b) = (
         Node::start(make(&bus.url()), 1),
