@@ -69,7 +69,7 @@ async fn serve(link: &Link, target: &Target) {
             #[cfg(feature = "redis")]
             Kind::Redis { .. } | Kind::RedisCluster { .. } => super::redis::run(&mut bridge).await,
             #[cfg(feature = "nats")]
-            Kind::Nats { .. } => super::nats::run(&mut bridge).await,
+            Kind::Nats { ref url } => super::nats::run(&mut bridge, url).await,
         }
     };
     let deadline = async {
@@ -85,7 +85,9 @@ async fn serve(link: &Link, target: &Target) {
 /// Topics, as the loops gave them.
 pub(super) type Topics = Vec<Box<[u8]>>;
 
-/// Why a connection to the bus ended.
+/// Why a connection to the bus ended (the NATS client reconnects on its
+/// own).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(super) enum Ended {
     /// The server stops.
     Stop,
@@ -219,6 +221,7 @@ impl<'a> Bridge<'a> {
     }
 
     /// The next delay before trying again (backoff with jitter).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(super) fn next_delay(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
         delay(
@@ -230,6 +233,7 @@ impl<'a> Bridge<'a> {
 
     /// Waits before trying again, meanwhile dropping publishes (counted)
     /// and noting which topics are wanted. False when the server stops.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(super) async fn wait_to_retry(&mut self) -> bool {
         let sleep = tokio::time::sleep(self.next_delay());
         tokio::pin!(sleep);

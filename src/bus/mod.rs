@@ -281,7 +281,7 @@ impl Bus {
             #[cfg(feature = "redis")]
             Kind::Redis { .. } | Kind::RedisCluster { .. } => redis::check(self).map_err(bad),
             #[cfg(feature = "nats")]
-            Kind::Nats { .. } => nats::check(self).map_err(bad),
+            Kind::Nats { ref url } => nats::check(self, url).map_err(bad),
             #[cfg(not(any(feature = "redis", feature = "nats")))]
             Kind::Unavailable => Err(bad("built without the redis and nats features".into())),
         }

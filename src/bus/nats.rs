@@ -23,7 +23,7 @@ use tokio::time::timeout;
 use super::bridge::{delay, Bridge, BATCH, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use super::envelope;
 use super::link::Counters;
-use super::{Bus, Kind};
+use super::Bus;
 
 /// Encoded topics longer than this are hashed.
 const LONGEST: usize = 256;
@@ -87,10 +87,7 @@ fn addresses(url: &str) -> Vec<&str> {
 }
 
 /// Checks the URL and the prefix of a NATS bus (without connecting).
-pub(super) fn check(bus: &Bus) -> Result<(), String> {
-    let Kind::Nats { ref url } = bus.kind else {
-        return Ok(());
-    };
+pub(super) fn check(bus: &Bus, url: &str) -> Result<(), String> {
     for one in addresses(url) {
         if one.is_empty() {
             return Err(format!(
@@ -128,10 +125,7 @@ async fn round_trip(client: &async_nats::Client, prefix: &str) {
 }
 
 /// Serves the bus until the server stops.
-pub(super) async fn run(b: &mut Bridge<'_>) {
-    let Kind::Nats { ref url } = b.link.bus.kind else {
-        return;
-    };
+pub(super) async fn run(b: &mut Bridge<'_>, url: &str) {
     let prefix = b.prefix();
     let (first, max) = (b.link.bus.reconnect_first, b.link.bus.reconnect_max);
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
