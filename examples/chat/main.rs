@@ -16,7 +16,7 @@
 //! With `--redis URL` (`--redis-cluster URL`, `--nats URL`) the room spans
 //! every process started with the same URL: the bus carries each line to
 //! the others (needs the cargo feature `redis` or `nats`). Each process
-//! counts its own members for `ready`.
+//! counts its own members for `ready`, and tells only them.
 
 #[path = "../common/args.rs"]
 mod args;
@@ -82,7 +82,11 @@ fn main() {
         bus: bus(&args),
         ..Default::default()
     };
-    let chat = room::Chat::new(args.get("--clients", 16));
+    let clients = args.get("--clients", 16);
+    let chat = match options.bus {
+        Some(_) => room::Chat::spanning(clients),
+        None => room::Chat::new(clients),
+    };
     let app = serve_threaded(options, chat).unwrap_or_else(|e| {
         eprintln!("chat: {e}");
         std::process::exit(1)

@@ -313,26 +313,51 @@ pub(crate) fn random_u64() -> u64 {
 
 /// Where messages from the bus go: the loop(s) of the server.
 pub(crate) enum Target {
-    /// A server on one thread: a job on its queue per batch.
-    Single(Arc<Shared>),
+    /// A server on one thread: a job on its queue per batch, with at most
+    /// `limit` messages waiting in those jobs (as a server on several
+    /// threads has at most that many in each inbox).
+    Single {
+        shared: Arc<Shared>,
+        waiting: Arc<AtomicUsize>,
+        limit: usize,
+    },
     /// A server on several: each message to the inboxes of the threads
     /// that have subscribers to its topic.
     Cluster(Arc<Cluster>),
 }
 
 impl Target {
+    /// The target of a server on one thread with `options`.
+    pub(crate) fn single(shared: Arc<Shared>, options: &ServeOptions) -> Target {
+        Target::Single {
+            shared,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            limit: options.queue_limit,
+        }
+    }
+
     /// Hands `batch` to the loops; returns how many were dropped (a full
     /// queue, a stopped server).
     pub(crate) fn deliver(&self, batch: Vec<Forward>) -> usize {
         let n = batch.len();
         match self {
-            Target::Single(shared) => {
+            Target::Single {
+                shared,
+                waiting,
+                limit,
+            } => {
+                if waiting.fetch_add(n, Ordering::AcqRel) + n > *limit {
+                    waiting.fetch_sub(n, Ordering::AcqRel);
+                    return n;
+                }
+                let waited = waiting.clone();
                 let job = Box::new(move |core: &Core| {
+                    waited.fetch_sub(batch.len(), Ordering::AcqRel);
                     for forward in &batch {
                         forward.publish_on(core);
                     }
                 });
-                match shared.push(job, true) {
+                match shared.push(job, false) {
                     Ok(()) => 0,
                     Err(_) => n,
                 }
@@ -346,7 +371,7 @@ impl Target {
     pub(crate) fn report(&self, error: Error) {
         let job = Box::new(move |core: &Core| core.report(&error));
         let _ = match self {
-            Target::Single(shared) => shared.push(job, false),
+            Target::Single { shared, .. } => shared.push(job, false),
             Target::Cluster(cluster) => cluster.run_on(0, job, false),
         };
     }

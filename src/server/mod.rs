@@ -834,7 +834,7 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
     let app = build(&options, Arc::new(handler), None, 0, bus.clone())?;
     listen(&app, &options)?;
     if let Some(bus) = bus {
-        bus.start(Target::Single(app.core().shared.clone()))?;
+        bus.start(Target::single(app.core().shared.clone(), &options))?;
     }
     Ok(app)
 }
