@@ -125,13 +125,23 @@ publishes() {
     redis-cli -p "$REDIS_PORT" info commandstats | sed -n 's/^cmdstat_publish:calls=\([0-9]*\),.*/\1/p'
 }
 
-busy_other() { # CPU % of everything else during the run, from /proc/stat
+busy_other() { # busy and idle CPU ticks of the machine, from /proc/stat
     awk '/^cpu / {print $2+$3+$4+$7+$8, $5+$6}' /proc/stat
+}
+
+cpu_ticks() { # user+system ticks of the given processes and their threads
+    local total=0 pid
+    for pid in "$@"; do
+        [[ -r /proc/$pid/stat ]] || continue
+        total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
+    done
+    echo "$total"
 }
 
 half=$(( CLIENTS / 2 ))
 read -r -a setups <<< "$SETUPS"
-printf 'setup\tround\trate\tbus_rate\tredis_publish_rate\tcpu_busy\n' > "$RES/rates.tsv"
+printf 'setup\tround\trate\tbus_rate\tredis_publish_rate\tcpu_busy\tservers_cpu\tbus_cpu\n' > "$RES/rates.tsv"
+echo "load before: $(cat /proc/loadavg)" | tee "$RES/load.txt"
 for round in $(seq "$ROUNDS"); do
     n=${#setups[@]}
     for i in $(seq 0 $(( n - 1 ))); do
@@ -159,9 +169,13 @@ for round in $(seq "$ROUNDS"); do
         sleep 1
         before="$(publishes)"
         read -r b0 i0 <<< "$(busy_other)"
+        s0=$(cpu_ticks "${server_pids[@]}")
+        r0=$(cpu_ticks "$REDIS_PID" "$NATS_PID")
         "$LOADGEN" chat --ports "$PORTS" --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN" --quiet \
             > "$RES/$tag.loadgen.txt" 2>&1
         read -r b1 i1 <<< "$(busy_other)"
+        s1=$(cpu_ticks "${server_pids[@]}")
+        r1=$(cpu_ticks "$REDIS_PID" "$NATS_PID")
         after="$(publishes)"
         stop_servers
         line="$(grep '^RESULT' "$RES/$tag.loadgen.txt")"
@@ -174,8 +188,12 @@ for round in $(seq "$ROUNDS"); do
         bus_rate=$(python3 -c "print(round($rate / $CLIENTS))")
         redis_rate=$(python3 -c "print(round((${after:-0} - ${before:-0}) / $secs))")
         cpu=$(python3 -c "print(round(100 * ($b1 - $b0) / (($b1 - $b0) + ($i1 - $i0))))")
-        echo "round $round, $setup: $rate deliveries/s, $bus_rate bus messages/s (Redis counted $redis_rate PUBLISH/s), CPU ${cpu}% busy"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$setup" "$round" "$rate" "$bus_rate" "$redis_rate" "$cpu" >> "$RES/rates.tsv"
+        hz=$(getconf CLK_TCK)
+        # CPU of the servers and of the bus, in % of one core.
+        scpu=$(python3 -c "print(round(100 * ($s1 - $s0) / $hz / $secs))")
+        rcpu=$(python3 -c "print(round(100 * ($r1 - $r0) / $hz / $secs))")
+        echo "round $round, $setup: $rate deliveries/s, $bus_rate bus messages/s (Redis counted $redis_rate PUBLISH/s); CPU: machine ${cpu}% busy, servers ${scpu}%, bus ${rcpu}% of a core"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$setup" "$round" "$rate" "$bus_rate" "$redis_rate" "$cpu" "$scpu" "$rcpu" >> "$RES/rates.tsv"
     done
 done
 
@@ -188,13 +206,14 @@ for r in rows:
 if not by:
     sys.exit("no results")
 base = statistics.median(float(r["rate"]) for r in by.get("one", next(iter(by.values()))))
-print(f"{'setup':<10} {'deliveries/s':>24} {'x one':>6} {'bus msg/s':>10} {'Redis PUBLISH/s':>16}")
+print(f"{'setup':<10} {'deliveries/s':>24} {'x one':>6} {'bus msg/s':>10} {'Redis PUBLISH/s':>16} {'servers CPU':>12} {'bus CPU':>8}")
 for setup, rs in by.items():
     rates = [float(r["rate"]) for r in rs]
     m = statistics.median(rates)
-    bus = statistics.median(float(r["bus_rate"]) for r in rs)
-    redis = statistics.median(float(r["redis_publish_rate"]) for r in rs)
+    med = lambda k: statistics.median(float(r[k]) for r in rs)
     span = f"{m/1e6:.2f}M [{min(rates)/1e6:.2f}M-{max(rates)/1e6:.2f}M]"
-    print(f"{setup:<10} {span:>24} {m/base:>6.2f} {bus/1e3:>9.0f}k {redis/1e3:>15.0f}k")
+    print(f"{setup:<10} {span:>24} {m/base:>6.2f} {med('bus_rate')/1e3:>9.0f}k "
+          f"{med('redis_publish_rate')/1e3:>15.0f}k {med('servers_cpu'):>11.0f}% {med('bus_cpu'):>7.0f}%")
 EOF
+echo "load after: $(cat /proc/loadavg)" | tee -a "$RES/load.txt"
 echo "raw results: $RES"

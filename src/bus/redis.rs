@@ -10,12 +10,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Pipeline, PushInfo, PushKind, RedisError, Value};
+use redis::io::tcp::socket2::TcpKeepalive;
+use redis::io::tcp::TcpSettings;
+use redis::{
+    AsyncConnectionConfig, IntoConnectionInfo, Pipeline, PushInfo, PushKind, RedisError, Value,
+};
 use tokio::time::timeout;
 
 use super::bridge::{Bridge, Ended, BATCH, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
@@ -24,10 +29,27 @@ use super::{redact, Bus, Kind};
 /// A write of a batch of publishes on its way: how many, and the outcome.
 type Inflight = Pin<Box<dyn Future<Output = (usize, Result<(), RedisError>)>>>;
 
+/// The sockets' settings: no Nagle delay (a pipeline's last bytes would
+/// wait for the peer's delayed ACK: tens of milliseconds per batch), and
+/// keepalives to notice a bus that vanished without closing.
+fn tcp() -> TcpSettings {
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(15))
+        .with_interval(Duration::from_secs(5));
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+}
+
+/// A client for the server at `url`.
+fn client(url: &str) -> Result<redis::Client, RedisError> {
+    redis::Client::open(url.into_connection_info()?.set_tcp_settings(tcp()))
+}
+
 /// Checks the URL(s) of a Redis bus (without connecting).
 pub(super) fn check(bus: &Bus) -> Result<(), String> {
     match bus.kind {
-        Kind::Redis { ref url } => redis::Client::open(url.as_str())
+        Kind::Redis { ref url } => client(url)
             .map(drop)
             .map_err(|e| format!("bad Redis URL {}: {e}", redact(url))),
         Kind::RedisCluster { ref nodes } => {
@@ -115,7 +137,7 @@ fn count(b: &mut Bridge<'_>, (n, result): (usize, Result<(), RedisError>)) -> Re
 /// stops.
 async fn plain(b: &mut Bridge<'_>, url: &str) -> Ended {
     let prefix = b.prefix();
-    let client = match redis::Client::open(url) {
+    let client = match client(url) {
         Ok(c) => c,
         Err(e) => return Ended::Lost(e.to_string()),
     };
@@ -154,10 +176,8 @@ async fn plain(b: &mut Bridge<'_>, url: &str) -> Ended {
                     return Ended::Lost("the subscriber connection closed".into());
                 };
                 for m in &batch {
-                    let channel = match m.get_channel::<Vec<u8>>() {
-                        Ok(c) => c,
-                        Err(_) => continue,
-                    };
+                    // Our channels are UTF-8 (a string prefix and topic).
+                    let channel = m.get_channel_name().as_bytes();
                     if let Some(topic) = channel.strip_prefix(prefix.as_bytes()) {
                         b.receive(topic, m.get_payload_bytes());
                     }
@@ -223,6 +243,7 @@ async fn sharded(b: &mut Bridge<'_>, nodes: &[String]) -> Ended {
     let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
         .use_protocol(redis::ProtocolVersion::RESP3)
         .push_sender(tx)
+        .tcp_settings(tcp())
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
         .build();
