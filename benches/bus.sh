@@ -105,7 +105,7 @@ start_server() {
     "$@" > "$log" 2>&1 &
     server_pids+=($!)
     for _ in $(seq 600); do
-        port="$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log")"
+        port="$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log" 2>/dev/null)"
         if [[ -n $port ]]; then
             PORTS="${PORTS:+$PORTS,}$port"
             return 0

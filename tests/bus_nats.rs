@@ -97,11 +97,7 @@ fn bad_urls_and_prefixes_are_refused_by_serve() {
 fn messages_too_large_for_nats_stay_local_and_count() {
     let _serial = serial();
     let bus = External::start_new(Kind::Nats);
-    let (a, b) = (
-        Node::start(nats(&bus.url()), 1),
-        Node::start(nats(&bus.url()), 1),
-    );
-    let (mut ca, mut cb) = (a.client(&["room"]), b.client(&["room"]));
+    let (a, b, mut ca, mut cb) = pair(&nats, &bus.url(), 1);
     a.wait_linked(1);
     b.wait_linked(1);
     let big = "x".repeat(2 << 20);

@@ -143,11 +143,7 @@ fn a_slow_bus_fills_the_queue_and_drops_count() {
     let _serial = serial();
     let bus = External::start_new(Kind::Redis);
     let small = |url: &str| redis(url).queue_limit(50, 1 << 20);
-    let (a, b) = (
-        Node::start(small(&bus.url()), 1),
-        Node::start(small(&bus.url()), 1),
-    );
-    let (mut ca, mut cb) = (a.client(&["room"]), b.client(&["room"]));
+    let (a, b, mut ca, mut cb) = pair(&small, &bus.url(), 1);
     a.wait_linked(1);
     b.wait_linked(1);
     bus.pause();

@@ -48,7 +48,7 @@ use crate::error::Error;
 ///   it (on any of its threads), and unsubscribes when the last one leaves.
 /// - Order: the messages of one publisher (a socket, the server, a handle)
 ///   arrive everywhere in the order they were published (with
-///   [`redis_cluster`](Self::redis_cluster): per topic).
+///   `redis_cluster`: per topic).
 /// - Delivery is at most once, as with Redis pub/sub itself: what is
 ///   published while the bus is away, or while a server is not subscribed
 ///   yet, is lost for the other servers (never for this one's own

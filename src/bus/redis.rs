@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::socket2::TcpKeepalive;
@@ -24,6 +23,7 @@ use redis::{
 use tokio::time::timeout;
 
 use super::bridge::{Bridge, Ended, BATCH, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use super::link::Outgoing;
 use super::{redact, Bus, Kind};
 
 /// A write of a batch of publishes on its way: how many, and the outcome.
@@ -94,11 +94,7 @@ fn channel(prefix: &str, topic: &[u8]) -> Vec<u8> {
 }
 
 /// One pipeline of `PUBLISH` (or `SPUBLISH`) for the publishes taken.
-fn pipeline<'o>(
-    command: &str,
-    prefix: &str,
-    out: impl Iterator<Item = &'o super::link::Outgoing>,
-) -> Pipeline {
+fn pipeline<'o>(command: &str, prefix: &str, out: impl Iterator<Item = &'o Outgoing>) -> Pipeline {
     let mut pipe = redis::pipe();
     let mut name = Vec::new();
     for o in out {
@@ -155,10 +151,9 @@ async fn plain(b: &mut Bridge<'_>, url: &str) -> Ended {
         }
         Ok::<_, RedisError>((publisher, sink, stream))
     };
-    let (publisher, mut sink, stream) = match timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Ended::Lost(e.to_string()),
-        Err(_) => return Ended::Lost("timed out connecting".into()),
+    let (publisher, mut sink, stream) = match connected(connect).await {
+        Ok(c) => c,
+        Err(ended) => return ended,
     };
     b.connected();
     let mut messages = stream.ready_chunks(BATCH);
@@ -197,35 +192,61 @@ async fn plain(b: &mut Bridge<'_>, url: &str) -> Ended {
                     }
                     Ok::<_, RedisError>(())
                 };
-                match timeout(RESPONSE_TIMEOUT, subscribed).await {
-                    Ok(Ok(())) => b.set_topics(b.wanted.len()),
-                    Ok(Err(e)) => return lose(b, e.to_string()),
-                    Err(_) => return lose(b, "timed out subscribing".into()),
-                }
-                if !b.work.out.is_empty() {
-                    let pipe = pipeline("PUBLISH", prefix, b.work.out.iter());
-                    let n = b.work.out.len();
-                    b.work.out.clear();
-                    let mut conn: MultiplexedConnection = publisher.clone();
-                    inflight = Some(Box::pin(async move {
-                        (n, pipe.exec_async(&mut conn).await)
-                    }));
-                }
-                if b.work.stopping {
-                    if let Some(done) = inflight.take() {
-                        let _ = count(b, done.await);
-                    }
-                    return Ended::Stop;
+                let subscribed = timeout(RESPONSE_TIMEOUT, subscribed).await;
+                let write = |out: &[Outgoing]| -> Inflight {
+                    let pipe = pipeline("PUBLISH", prefix, out.iter());
+                    let (n, mut conn) = (out.len(), publisher.clone());
+                    Box::pin(async move { (n, pipe.exec_async(&mut conn).await) })
+                };
+                if let Some(ended) = finish(b, subscribed, &mut inflight, write).await {
+                    return ended;
                 }
             }
         }
     }
 }
 
-/// Ends a session in the middle of a batch: its publishes are lost.
-fn lose(b: &mut Bridge<'_>, why: String) -> Ended {
-    b.drop_out(&b.link.counters.dropped_disconnected);
-    Ended::Lost(why)
+/// Waits for a connection (and its first subscriptions), at most
+/// [`CONNECT_TIMEOUT`].
+async fn connected<T>(connect: impl Future<Output = Result<T, RedisError>>) -> Result<T, Ended> {
+    match timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(Ended::Lost(e.to_string())),
+        Err(_) => Err(Ended::Lost("timed out connecting".into())),
+    }
+}
+
+/// Finishes a batch of work taken from the loops once its (un)subscribes
+/// are done (`subscribed`): the publishes taken become the write in
+/// flight (`write` makes it); at the stop, waits for that write. `Some`
+/// ends the session (a failure loses the batch's publishes).
+async fn finish(
+    b: &mut Bridge<'_>,
+    subscribed: Result<Result<(), RedisError>, tokio::time::error::Elapsed>,
+    inflight: &mut Option<Inflight>,
+    write: impl FnOnce(&[Outgoing]) -> Inflight,
+) -> Option<Ended> {
+    let why = match subscribed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("timed out subscribing".into()),
+    };
+    if let Some(why) = why {
+        b.drop_out(&b.link.counters.dropped_disconnected);
+        return Some(Ended::Lost(why));
+    }
+    b.set_topics(b.wanted.len());
+    if !b.work.out.is_empty() {
+        *inflight = Some(write(&b.work.out));
+        b.work.out.clear();
+    }
+    if b.work.stopping {
+        if let Some(done) = inflight.take() {
+            let _ = count(b, done.await);
+        }
+        return Some(Ended::Stop);
+    }
+    None
 }
 
 /// The bytes of a bulk string.
@@ -258,10 +279,9 @@ async fn sharded(b: &mut Bridge<'_>, nodes: &[String]) -> Ended {
         }
         Ok::<_, RedisError>(conn)
     };
-    let mut conn: ClusterConnection = match timeout(CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Ended::Lost(e.to_string()),
-        Err(_) => return Ended::Lost("timed out connecting".into()),
+    let mut conn: ClusterConnection = match connected(connect).await {
+        Ok(c) => c,
+        Err(ended) => return ended,
     };
     b.connected();
     let mut inflight: Option<Inflight> = None;
@@ -309,19 +329,14 @@ async fn sharded(b: &mut Bridge<'_>, nodes: &[String]) -> Ended {
                     }
                     Ok::<_, RedisError>(())
                 };
-                match timeout(RESPONSE_TIMEOUT, subscribed).await {
-                    Ok(Ok(())) => b.set_topics(b.wanted.len()),
-                    Ok(Err(e)) => return lose(b, e.to_string()),
-                    Err(_) => return lose(b, "timed out subscribing".into()),
-                }
-                if !b.work.out.is_empty() {
+                let subscribed = timeout(RESPONSE_TIMEOUT, subscribed).await;
+                let write = |out: &[Outgoing]| -> Inflight {
                     // A pipeline goes to one shard: one per topic, each in
                     // publish order, all written at once.
                     let mut by_topic: HashMap<&[u8], Vec<usize>> = HashMap::new();
-                    for (i, o) in b.work.out.iter().enumerate() {
+                    for (i, o) in out.iter().enumerate() {
                         by_topic.entry(o.topic()).or_default().push(i);
                     }
-                    let out = &b.work.out;
                     let writes: Vec<_> = by_topic
                         .into_values()
                         .map(|indexes| {
@@ -331,17 +346,13 @@ async fn sharded(b: &mut Bridge<'_>, nodes: &[String]) -> Ended {
                         })
                         .collect();
                     let n = out.len();
-                    b.work.out.clear();
-                    inflight = Some(Box::pin(async move {
+                    Box::pin(async move {
                         let results = futures_util::future::join_all(writes).await;
                         (n, results.into_iter().collect::<Result<(), _>>())
-                    }));
-                }
-                if b.work.stopping {
-                    if let Some(done) = inflight.take() {
-                        let _ = count(b, done.await);
-                    }
-                    return Ended::Stop;
+                    })
+                };
+                if let Some(ended) = finish(b, subscribed, &mut inflight, write).await {
+                    return ended;
                 }
             }
         }

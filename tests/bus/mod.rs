@@ -5,7 +5,7 @@
 pub mod servers;
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,9 @@ use tungstenite::Message as M;
 use uws::*;
 
 use crate::common::deflate::{DeflateClient, OFFER};
-use crate::common::{connect, recv, recv_text, wait_for, Client, TIMEOUT};
+use crate::common::{
+    connect, recv, recv_text, try_start_threaded, wait_for, Client, Running, TIMEOUT,
+};
 use servers::{External, Kind};
 
 /// Makes the bus of a test from its server's URL.
@@ -111,7 +113,7 @@ pub struct Node {
     pub port: u16,
     pub handle: ServerHandle<()>,
     pub room: Room,
-    thread: Option<JoinHandle<()>>,
+    running: Running<()>,
 }
 
 impl Node {
@@ -119,27 +121,13 @@ impl Node {
     /// `threads`), or returns `serve`'s error.
     pub fn try_start(options: ServeOptions) -> Result<Node, Error> {
         let room = Room::default();
-        let handler = room.clone();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || match serve_threaded(options, handler) {
-            Ok(app) => {
-                tx.send(Ok((app.port(), app.handle()))).unwrap();
-                app.run();
-            }
-            Err(e) => tx.send(Err(e)).unwrap(),
-        });
-        match rx.recv_timeout(TIMEOUT).expect("the server did not start") {
-            Ok((port, handle)) => Ok(Node {
-                port,
-                handle,
-                room,
-                thread: Some(thread),
-            }),
-            Err(e) => {
-                thread.join().unwrap();
-                Err(e)
-            }
-        }
+        let running = try_start_threaded(options, room.clone())?;
+        Ok(Node {
+            port: running.port,
+            handle: running.handle.clone(),
+            room,
+            running,
+        })
     }
 
     /// A server on `threads` loops with the bus `bus`.
@@ -209,27 +197,17 @@ impl Node {
     /// returns how long that took.
     pub fn stop(&mut self) -> Duration {
         let start = Instant::now();
-        let _ = self.handle.stop();
-        if let Some(t) = self.thread.take() {
-            let deadline = Instant::now() + TIMEOUT;
-            while !t.is_finished() {
-                assert!(Instant::now() < deadline, "the server did not stop in time");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            t.join().expect("the server's thread panicked");
-        }
+        self.running.stop();
         start.elapsed()
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.handle.stop();
-        } else {
-            self.stop();
-        }
-    }
+/// Two servers on the bus `make(url)`, `a` on one loop and `b` on
+/// `b_threads`, each with a client subscribed to `room`.
+pub fn pair(make: MakeBus<'_>, url: &str, b_threads: usize) -> (Node, Node, Client, Client) {
+    let (a, b) = (Node::start(make(url), 1), Node::start(make(url), b_threads));
+    let (ca, cb) = (a.client(&["room"]), b.client(&["room"]));
+    (a, b, ca, cb)
 }
 
 pub fn subscribe(c: &mut Client, topic: &str) {
@@ -532,11 +510,7 @@ pub fn any_string_is_a_topic(make: MakeBus<'_>, kind: Kind) {
 /// report it, reconnect, subscribe again, and carry on.
 pub fn bus_dies_and_comes_back(make: MakeBus<'_>, kind: Kind) {
     let mut bus = External::start_new(kind);
-    let (a, b) = (
-        Node::start(make(&bus.url()), 1),
-        Node::start(make(&bus.url()), 2),
-    );
-    let (mut ca, mut cb) = (a.client(&["room"]), b.client(&["room"]));
+    let (a, b, mut ca, mut cb) = pair(make, &bus.url(), 2);
     a.wait_linked(1);
     b.wait_linked(1);
     say(&mut ca, "pub", "room", "before");
@@ -582,11 +556,7 @@ pub fn bus_dies_and_comes_back(make: MakeBus<'_>, kind: Kind) {
 /// bridges keep trying, and link up once the bus is there.
 pub fn bus_down_at_start(make: MakeBus<'_>, kind: Kind) {
     let mut bus = External::stopped(kind);
-    let (a, b) = (
-        Node::start(make(&bus.url()), 1),
-        Node::start(make(&bus.url()), 1),
-    );
-    let (mut ca, mut cb) = (a.client(&["room"]), b.client(&["room"]));
+    let (a, b, mut ca, mut cb) = pair(make, &bus.url(), 1);
     a.wait_error("bus connecting: cannot reach");
     assert_eq!(a.status().state, BusState::Connecting);
     say(&mut ca, "pub", "room", "alone");
