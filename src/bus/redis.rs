@@ -106,12 +106,15 @@ fn pipeline<'o>(command: &str, prefix: &str, out: impl Iterator<Item = &'o Outgo
     pipe
 }
 
-/// Waits for the write in flight, if any (never ready otherwise).
+/// Waits for the write in flight, if any (never ready otherwise), and
+/// clears it.
 async fn landed(inflight: &mut Option<Inflight>) -> (usize, Result<(), RedisError>) {
-    match inflight {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
+    let Some(write) = inflight else {
+        return std::future::pending().await;
+    };
+    let done = write.await;
+    *inflight = None;
+    done
 }
 
 /// Counts a landed write; `Err` with the reason when it failed.
@@ -160,12 +163,9 @@ async fn plain(b: &mut Bridge<'_>, url: &str) -> Ended {
     let mut inflight: Option<Inflight> = None;
     loop {
         tokio::select! {
-            done = landed(&mut inflight) => {
-                inflight = None;
-                if let Err(why) = count(b, done) {
-                    return Ended::Lost(why);
-                }
-            }
+            done = landed(&mut inflight) => if let Err(why) = count(b, done) {
+                return Ended::Lost(why);
+            },
             batch = messages.next() => {
                 let Some(batch) = batch else {
                     return Ended::Lost("the subscriber connection closed".into());
@@ -287,12 +287,9 @@ async fn sharded(b: &mut Bridge<'_>, nodes: &[String]) -> Ended {
     let mut inflight: Option<Inflight> = None;
     loop {
         tokio::select! {
-            done = landed(&mut inflight) => {
-                inflight = None;
-                if let Err(why) = count(b, done) {
-                    return Ended::Lost(why);
-                }
-            }
+            done = landed(&mut inflight) => if let Err(why) = count(b, done) {
+                return Ended::Lost(why);
+            },
             push = pushes.recv() => {
                 let mut push = push;
                 let mut n = 0;
