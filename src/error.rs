@@ -142,4 +142,18 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The pub/sub bus ([`Bus`](crate::Bus)) changed state: connected,
+    /// lost (the bridge reconnects by itself; local delivery goes on), or
+    /// something the bus reported. Passed to
+    /// [`WebSocketHandler::error`](crate::WebSocketHandler::error) on the
+    /// server's (first) thread, with no socket; not a failure of the
+    /// server. [`Server::bus_status`](crate::Server::bus_status) has the
+    /// state and the counters at any time.
+    #[error("bus {state}: {reason}")]
+    Bus {
+        /// The state now.
+        state: crate::BusState,
+        /// What happened, with the bus's URL (never its password).
+        reason: String,
+    },
 }

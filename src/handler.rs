@@ -94,7 +94,9 @@ pub trait WebSocketHandler: Sized + 'static {
     /// uWebSockets' own event, hidden by Bun.
     ///
     /// A server whose handler keeps this default never crosses into Rust
-    /// for these events (a socket with many topics closes at C++ speed).
+    /// for these events (a socket with many topics closes at C++ speed),
+    /// unless it runs on several threads or has a [`Bus`](crate::Bus):
+    /// those follow the topics through these events.
     fn subscription(
         &self,
         server: &Server<Self::Data>,

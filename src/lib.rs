@@ -79,6 +79,7 @@
 //! | `server.publish`, `ws.publish`, `subscriberCount` | [`Server::publish`], [`ServerWebSocket::publish`], [`Server::subscriber_count`] |
 //! | `server.stop()`, `server.stop(true)` | [`Server::stop`] (closes with 1001), [`Server::stop_now`] |
 //! | `server.pendingWebSockets` | [`Server::pending_websockets`] |
+//! | a Redis subscriber calling `server.publish` | [`ServeOptions::bus`]: `Bus::redis`, `Bus::nats` |
 //! | `new WebSocket(url, protocols \| { headers })` | [`connect`]`(url, `[`ConnectOptions`]`, handler, data)` then [`run`] |
 //! | `ws.onopen`, `onmessage`, `onclose`, `onerror` | methods of [`ClientHandler`] |
 //! | `ws.protocol`, `ws.url`, `ws.readyState` | [`ClientWebSocket::protocol`], [`url`](ClientWebSocket::url), [`WebSocket::ready_state`] |
@@ -124,6 +125,18 @@
 //! per core) with one listening socket and pub/sub across the loops: a
 //! room keeps every member, whichever thread each landed on. Its handler
 //! is shared (`Send + Sync`); socket data stays on its thread.
+//!
+//! ## Across servers
+//!
+//! Several servers (processes, machines) share pub/sub through a message
+//! bus, as Socket.IO's Redis adapter does for Socket.IO: set
+//! [`ServeOptions::bus`] to `Bus::redis`, `Bus::redis_cluster` or
+//! `Bus::nats` (cargo features `redis`, `nats`), and a publish on any
+//! server reaches the subscribers of every server, once each. A bridge
+//! thread owns the bus connections; the loops hand it publishes through a
+//! bounded queue and get the bus's messages as jobs, like calls through a
+//! [`ServerHandle`]. Delivery across servers is at most once (like Redis
+//! pub/sub); [`Server::bus_status`] counts what was dropped. See [`Bus`].
 //!
 //! ## Using it from async code
 //!
@@ -216,6 +229,7 @@
 //! with `panic = "abort"` a handler panic ends the process.
 #![deny(missing_docs)]
 
+mod bus;
 mod client;
 mod error;
 mod ffi;
@@ -238,6 +252,7 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/sys.rs"));
 }
 
+pub use bus::{Bus, BusState, BusStatus};
 pub use client::{
     connect, run, ClientHandle, ClientHandler, ClientTls, ClientWebSocket, ConnectOptions,
 };

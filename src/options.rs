@@ -66,6 +66,11 @@ pub struct ServeOptions {
     /// and the connection closed, whether it arrives in one piece or many
     /// (Node's `maxHeaderSize`). Default 16 KiB; 1 KiB to 64 MiB.
     pub max_header_size: usize,
+    /// A message bus shared with other servers (Redis, NATS: cargo
+    /// features `redis`, `nats`): publishes on any of them reach the
+    /// subscribers of all. See [`Bus`](crate::Bus). Default `None`: pub/sub
+    /// stays within this server.
+    pub bus: Option<crate::Bus>,
 }
 
 impl Default for ServeOptions {
@@ -82,6 +87,7 @@ impl Default for ServeOptions {
             threads: 1,
             max_request_body_size: 128 * 1024 * 1024,
             max_header_size: 16 * 1024,
+            bus: None,
         }
     }
 }

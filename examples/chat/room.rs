@@ -10,6 +10,9 @@ pub const ROOM: &str = "room";
 pub struct Chat {
     /// Sockets still to join before `ready` is published, on all threads.
     waiting_for: AtomicUsize,
+    /// Where `ready` is published: the room, or (when the room spans
+    /// processes over a bus) a topic of this process's own members.
+    lobby: String,
 }
 
 thread_local! {
@@ -41,12 +44,15 @@ impl WebSocketHandler for Chat {
 
     fn open(&self, ws: &mut ServerWebSocket<Member>) {
         ws.subscribe(ROOM);
+        if self.lobby != ROOM {
+            ws.subscribe(&self.lobby);
+        }
         let last = self
             .waiting_for
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             == Ok(1);
         if last {
-            ws.server().publish(ROOM, "ready", false);
+            ws.server().publish(&self.lobby, "ready", false);
         }
     }
 
@@ -69,6 +75,17 @@ impl Chat {
     pub fn new(clients: usize) -> Chat {
         Chat {
             waiting_for: AtomicUsize::new(clients),
+            lobby: ROOM.into(),
+        }
+    }
+
+    /// A room that spans processes (over a bus): `ready` goes to the
+    /// `clients` members of this process only, once they have joined.
+    #[allow(dead_code)] // the allocation test shares this file
+    pub fn spanning(clients: usize) -> Chat {
+        Chat {
+            waiting_for: AtomicUsize::new(clients),
+            lobby: format!("lobby-{}", std::process::id()),
         }
     }
 }

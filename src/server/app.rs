@@ -304,6 +304,7 @@ impl<H: WebSocketHandler> App<H> {
         }
         core.shared.close();
         core.join_threads();
+        core.end_bus();
         // SAFETY: made by `Box::into_raw` in `new`; caller's promise.
         let ctx = unsafe { Box::from_raw(ctx as *mut Ctx<H>) };
         let _ = drop_contained(ctx);

@@ -183,7 +183,7 @@ pub(crate) unsafe extern "C" fn on_subscription<H: WebSocketHandler>(
     // SAFETY: the topic bytes are valid during the call.
     let topic = unsafe { bytes(topic, length) };
     let (old, new) = (old_count.max(0) as usize, new_count.max(0) as usize);
-    core.count_subscribers(topic, new);
+    core.count_subscribers(topic, old, new);
     let topic = String::from_utf8_lossy(topic);
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
         c.handler.subscription(&c.server, id, &topic, old, new)

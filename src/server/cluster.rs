@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::bus::link::{Link as BusLink, Target};
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
 use crate::options::ServeOptions;
@@ -61,11 +62,14 @@ pub(crate) struct Cluster {
     limit: usize,
     /// Forwarded publishes dropped because a thread's inbox was full.
     dropped: AtomicU64,
+    /// The server's bus bridge, for publishes through a handle.
+    bus: Option<Arc<BusLink>>,
 }
 
 impl Cluster {
-    fn new(threads: usize, limit: usize) -> Cluster {
+    fn new(threads: usize, limit: usize, bus: Option<Arc<BusLink>>) -> Cluster {
         Cluster {
+            bus,
             inboxes: (0..threads).map(|_| Mutex::new(Vec::new())).collect(),
             limit,
             threads,
@@ -90,7 +94,7 @@ impl Cluster {
 
     /// Runs `job` on `thread`'s loop. A bounded job is dropped (and counted)
     /// when that loop's queue is full.
-    fn run_on(&self, thread: usize, job: Job, bounded: bool) -> Result<(), Error> {
+    pub(crate) fn run_on(&self, thread: usize, job: Job, bounded: bool) -> Result<(), Error> {
         let peer = self.peers().get(thread).ok_or(Error::NotRunning)?;
         let r = peer.shared.push(job, bounded);
         if matches!(r, Err(Error::QueueFull { .. })) {
@@ -116,19 +120,31 @@ impl Cluster {
     }
 
     /// A subscription event of `thread`: its count of subscribers to
-    /// `topic` is now `count`.
-    pub(crate) fn subscription(&self, thread: usize, topic: &[u8], count: usize) {
+    /// `topic` is now `count`. When the whole server goes from none to
+    /// some (or back), `changed(true)` (or `false`) runs under the index's
+    /// lock, so that these calls come in the order of the changes.
+    pub(crate) fn subscription(
+        &self,
+        thread: usize,
+        topic: &[u8],
+        count: usize,
+        mut changed: impl FnMut(bool),
+    ) {
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         let counts = match topics.get_mut(topic) {
             Some(counts) => counts,
             None if count == 0 => return,
-            None => topics
-                .entry(topic.into())
-                .or_insert_with(|| vec![0; self.threads].into()),
+            None => {
+                changed(true);
+                topics
+                    .entry(topic.into())
+                    .or_insert_with(|| vec![0; self.threads].into())
+            }
         };
         counts[thread] = count as u32;
         if counts.iter().all(|&c| c == 0) {
             topics.remove(topic);
+            changed(false);
         }
     }
 
@@ -173,16 +189,17 @@ impl Cluster {
     }
 
     /// Moves `batch` into `thread`'s inbox, and wakes that loop when the
-    /// inbox was empty. Past the limit, the rest of the batch is dropped.
-    fn deliver(&self, thread: usize, batch: &mut Vec<Forward>) {
+    /// inbox was empty. Past the limit, the rest of the batch is dropped;
+    /// returns how many were.
+    fn deliver(&self, thread: usize, batch: &mut Vec<Forward>) -> usize {
         let mut inbox = self.inboxes[thread]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let was_empty = inbox.is_empty();
         let room = self.limit.saturating_sub(inbox.len());
-        if batch.len() > room {
-            self.dropped
-                .fetch_add((batch.len() - room) as u64, Ordering::Relaxed);
+        let dropped = batch.len().saturating_sub(room);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
             batch.truncate(room);
         }
         inbox.append(batch);
@@ -191,10 +208,29 @@ impl Cluster {
         if wake {
             let _ = self.run_on(thread, Box::new(|core: &Core| core.drain_inbox()), false);
         }
+        dropped
+    }
+
+    /// Messages from the bus: each to every thread that has subscribers to
+    /// its topic, one batch per thread. Returns how many deliveries were
+    /// dropped (full inboxes).
+    pub(crate) fn deliver_from_outside(&self, messages: &[Forward]) -> usize {
+        let mut batches: Vec<Vec<Forward>> = (0..self.threads).map(|_| Vec::new()).collect();
+        for m in messages {
+            let topic = &m.data[..m.topic_len];
+            self.targets(None, topic, |thread| batches[thread].push(m.clone()));
+        }
+        let mut dropped = 0;
+        for (thread, batch) in batches.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                dropped += self.deliver(thread, batch);
+            }
+        }
+        dropped
     }
 
     /// A publish from outside the server's threads (a handle): straight to
-    /// every thread that has subscribers.
+    /// every thread that has subscribers, and to the bus.
     pub(crate) fn forward_from_outside(&self, topic: &str, message: Message<'_>, compress: bool) {
         let mut forward = None;
         self.targets(None, topic.as_bytes(), |thread| {
@@ -203,6 +239,9 @@ impl Cluster {
                 .clone();
             self.deliver(thread, &mut vec![f]);
         });
+        if let Some(bus) = &self.bus {
+            bus.publish(topic, message, compress);
+        }
     }
 
     /// Stops every thread: `now` as [`Core::stop_now`], otherwise
@@ -288,7 +327,7 @@ pub(crate) struct Forward {
 }
 
 impl Forward {
-    fn new(topic: &str, message: Message<'_>, compress: bool) -> Self {
+    pub(crate) fn new(topic: &str, message: Message<'_>, compress: bool) -> Self {
         let (topic, payload) = (topic.as_bytes(), message.as_bytes());
         Forward {
             data: topic.iter().chain(payload).copied().collect(),
@@ -299,7 +338,7 @@ impl Forward {
     }
 
     /// Delivers it to `core`'s own subscribers.
-    fn publish_on(&self, core: &Core) {
+    pub(crate) fn publish_on(&self, core: &Core) {
         let (topic, payload) = self.data.split_at(self.topic_len);
         let message = if self.binary {
             Message::Binary(payload)
@@ -407,7 +446,8 @@ impl Core {
     ) -> PublishStatus {
         let local = self.publish_local(topic.as_bytes(), message, compress);
         let remote = self.forward(topic, message, compress);
-        if local || remote {
+        let bus = self.publish_to_bus(topic, message, compress);
+        if local || remote || bus {
             PublishStatus::Published(message.len())
         } else {
             PublishStatus::NoSubscribers
@@ -539,32 +579,36 @@ pub fn serve_threaded<H: WebSocketHandler + Send + Sync>(
             handler,
         );
     }
+    let bus = BusLink::of(&options)?;
     let (listener, port) = bind(&options)?;
     let listener = Arc::new(listener);
-    let cluster = Arc::new(Cluster::new(threads, options.queue_limit));
+    let cluster = Arc::new(Cluster::new(threads, options.queue_limit, bus.clone()));
     *cluster.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener.clone());
     let handler = Arc::new(handler);
     let (tx, rx) = mpsc::channel();
     for thread in 1..threads {
-        let (options, handler, report) = (options.clone(), handler.clone(), tx.clone());
+        let (options, handler, report, bus) =
+            (options.clone(), handler.clone(), tx.clone(), bus.clone());
         let link = Link {
             cluster: cluster.clone(),
             thread,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("uws-{thread}"))
-            .spawn(move || match build(&options, handler, Some(link), port) {
-                Ok(app) => {
-                    let core = app.core();
-                    let peer = (thread, core.shared.clone(), core.registry.borrow().server());
-                    if report.send(Ok(peer)).is_ok() {
-                        app.run();
+            .spawn(
+                move || match build(&options, handler, Some(link), port, bus) {
+                    Ok(app) => {
+                        let core = app.core();
+                        let peer = (thread, core.shared.clone(), core.registry.borrow().server());
+                        if report.send(Ok(peer)).is_ok() {
+                            app.run();
+                        }
                     }
-                }
-                Err(e) => {
-                    let _ = report.send(Err(e));
-                }
-            });
+                    Err(e) => {
+                        let _ = report.send(Err(e));
+                    }
+                },
+            );
         match spawned {
             Ok(join) => cluster
                 .joins
@@ -585,6 +629,7 @@ pub fn serve_threaded<H: WebSocketHandler + Send + Sync>(
             thread: 0,
         }),
         port,
+        bus.clone(),
     );
     let mut peers: Vec<Option<Peer>> = (0..threads).map(|_| None).collect();
     let mut failed = first.as_ref().err().map(|e| e.to_string());
@@ -618,6 +663,9 @@ pub fn serve_threaded<H: WebSocketHandler + Send + Sync>(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(join);
+            if let Some(bus) = bus {
+                bus.start(Target::Cluster(cluster.clone()))?;
+            }
             Ok(app)
         }
         (first, failed) => {

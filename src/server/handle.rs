@@ -7,6 +7,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::bus::link::Link as BusLink;
+use crate::bus::BusStatus;
 use crate::error::Error;
 use crate::server::callbacks::{caught, drop_contained};
 use crate::server::cluster::Cluster;
@@ -254,12 +256,14 @@ pub struct ServerHandle<T> {
     shared: Arc<Shared>,
     /// The server's threads, when it has several.
     cluster: Option<Arc<Cluster>>,
+    /// The server's bus bridge, when it has one.
+    bus: Option<Arc<BusLink>>,
     _data: PhantomData<fn(T)>,
 }
 
 impl<T> Clone for ServerHandle<T> {
     fn clone(&self) -> Self {
-        ServerHandle::new(self.shared.clone(), self.cluster.clone())
+        ServerHandle::new(self.shared.clone(), self.cluster.clone(), self.bus.clone())
     }
 }
 
@@ -270,12 +274,24 @@ impl<T> std::fmt::Debug for ServerHandle<T> {
 }
 
 impl<T> ServerHandle<T> {
-    pub(crate) fn new(shared: Arc<Shared>, cluster: Option<Arc<Cluster>>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        cluster: Option<Arc<Cluster>>,
+        bus: Option<Arc<BusLink>>,
+    ) -> Self {
         ServerHandle {
             shared,
             cluster,
+            bus,
             _data: PhantomData,
         }
+    }
+
+    /// The state and counters of the server's bus bridge (see
+    /// [`Server::bus_status`]); `None` without a bus. Read here, without
+    /// a trip through the server's queue.
+    pub fn bus_status(&self) -> Option<BusStatus> {
+        self.bus.as_ref().map(|b| b.status())
     }
 
     fn queue(&self, job: Job) -> Result<(), Error> {

@@ -16,6 +16,8 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bus::link::{Link as BusLink, Target as BusTarget};
+use crate::bus::BusStatus;
 use crate::client::{ClientHandle, ClientHandler, ConnectOptions};
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
@@ -115,6 +117,9 @@ pub struct Core {
     pub(crate) shared: Arc<Shared>,
     ctx: Cell<*const c_void>,
     hooks: Hooks,
+    /// The bridge to the pub/sub bus, when the server has one (shared by
+    /// its threads).
+    pub(crate) bus: Option<Arc<BusLink>>,
 }
 
 impl Core {
@@ -209,9 +214,10 @@ impl Core {
     }
 
     /// The handler keeps the default `subscription`: stop crossing into
-    /// Rust for these events, unless the threads of the server need them.
+    /// Rust for these events, unless the threads of the server or its bus
+    /// need them.
     pub(crate) fn subscription_events_unused(&self) {
-        if self.cluster.is_none() {
+        if self.cluster.is_none() && self.bus.is_none() {
             self.subscription_enabled.set(0);
         }
     }
@@ -227,10 +233,18 @@ impl Core {
         }
     }
 
-    /// This thread's subscribers to `topic` are now `count`.
-    pub(crate) fn count_subscribers(&self, topic: &[u8], count: usize) {
-        if let Some(link) = &self.cluster {
-            link.cluster.subscription(link.thread, topic, count);
+    /// This thread's subscribers to `topic` went from `old` to `count`.
+    /// When the whole server goes from none to some, or back, its bus
+    /// (if any) subscribes or leaves.
+    pub(crate) fn count_subscribers(&self, topic: &[u8], old: usize, count: usize) {
+        match &self.cluster {
+            Some(link) => link
+                .cluster
+                .subscription(link.thread, topic, count, |wanted| {
+                    self.bus_topic(topic, wanted)
+                }),
+            None if (old == 0) != (count == 0) => self.bus_topic(topic, count > 0),
+            None => {}
         }
     }
 
@@ -359,6 +373,7 @@ impl Core {
         }
         crate::client::stop_owned(self.registry.borrow().number(), false);
         self.start_stop_timer();
+        self.stop_bus();
     }
 
     fn start_stop_timer(&self) {
@@ -402,6 +417,7 @@ impl Core {
         } else {
             self.close_all();
         }
+        self.stop_bus();
     }
 
     /// Closes every connection of the server (on this thread) now.
@@ -733,7 +749,14 @@ impl<T: 'static> Server<T> {
         ServerHandle::new(
             self.core.shared.clone(),
             self.core.cluster.as_ref().map(|l| l.cluster.clone()),
+            self.core.bus.clone(),
         )
+    }
+
+    /// The state and counters of the server's bus bridge
+    /// ([`ServeOptions::bus`]); `None` without a bus.
+    pub fn bus_status(&self) -> Option<BusStatus> {
+        self.core.bus.as_ref().map(|b| b.status())
     }
 }
 
@@ -829,9 +852,9 @@ fn listen_error(options: &ServeOptions, errno: c_int) -> Error {
 /// thread's event loop and binds it. Call [`App::run`] to serve.
 ///
 /// Errors: a bad option (also [`threads`](ServeOptions::threads) other than
-/// 1: use [`serve_threaded`]), an address that cannot be bound (in use, no
-/// permission, a host name that does not resolve), a TLS file that cannot
-/// be loaded.
+/// 1: use [`serve_threaded`]; a [`bus`](ServeOptions::bus) URL that cannot
+/// be used), an address that cannot be bound (in use, no permission, a
+/// host name that does not resolve), a TLS file that cannot be loaded.
 pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<App<H>, Error> {
     options.check()?;
     if options.threads != 1 {
@@ -840,8 +863,12 @@ pub fn serve<H: WebSocketHandler>(options: ServeOptions, handler: H) -> Result<A
             reason: "serve runs one thread; use serve_threaded (with a Send + Sync handler)".into(),
         });
     }
-    let app = build(&options, Arc::new(handler), None, 0)?;
+    let bus = BusLink::of(&options)?;
+    let app = build(&options, Arc::new(handler), None, 0, bus.clone())?;
     listen(&app, &options)?;
+    if let Some(bus) = bus {
+        bus.start(BusTarget::single(app.core().shared.clone(), &options))?;
+    }
     Ok(app)
 }
 
@@ -852,6 +879,7 @@ fn build<H: WebSocketHandler>(
     handler: Arc<H>,
     cluster: Option<Link>,
     port: u16,
+    bus: Option<Arc<BusLink>>,
 ) -> Result<App<H>, Error> {
     let behavior = options.websocket.to_behavior()?;
     let header_limit = options.header_limit()?;
@@ -912,6 +940,7 @@ fn build<H: WebSocketHandler>(
         shared: shared.clone(),
         ctx: Cell::new(ptr::null()),
         hooks: callbacks::hooks::<H>(),
+        bus,
     };
     let app_owner = App::new(
         thread,

@@ -340,7 +340,8 @@ impl<T> ServerWebSocket<T> {
             )
         };
         let forwarded = core.forward(topic, m, compress);
-        if published != 0 || forwarded {
+        let bus = core.publish_to_bus(topic, m, compress);
+        if published != 0 || forwarded || bus {
             PublishStatus::Published(bytes.len())
         } else {
             PublishStatus::NoSubscribers

@@ -105,6 +105,9 @@ struct Opts {
     mode: Mode,
     host: [u8; 4],
     port: u16,
+    /// `--ports A,B,...`: client K connects to the K-th port of the list,
+    /// round robin (a room spread over several servers); else `port`.
+    ports: Vec<u16>,
     clients: usize,
     batches: Option<u64>,
     seconds: Option<f64>,
@@ -123,6 +126,7 @@ fn usage() -> ! {
     eprintln!(
         "usage:
   loadgen chat --host 127.0.0.1 --port N --clients N [--batches B] [--seconds S]
+  loadgen chat --ports A,B,... ...   (clients spread round robin over several servers)
   loadgen echo --host 127.0.0.1 --port N --clients N --inflight K --size S [--seconds T] [--messages M]
   loadgen idle --host 127.0.0.1 --port N --clients N [--hold S] [--sources K]
   loadgen http --host 127.0.0.1 --port N --clients N [--pipeline K] [--seconds T] [--messages M]
@@ -152,6 +156,7 @@ fn parse_opts() -> Opts {
         mode,
         host: [127, 0, 0, 1],
         port: 3000,
+        ports: Vec::new(),
         clients: 16,
         batches: None,
         seconds: None,
@@ -198,6 +203,7 @@ fn parse_opts() -> Opts {
                 }
             }
             "--port" => o.port = num(flag, val),
+            "--ports" => o.ports = val.split(',').map(|p| num(flag, p)).collect(),
             "--clients" => o.clients = num(flag, val),
             "--batches" => o.batches = Some(num(flag, val)),
             "--seconds" => o.seconds = Some(num(flag, val)),
@@ -233,6 +239,9 @@ fn parse_opts() -> Opts {
         };
     }
     o.sources = o.sources.min(250);
+    if o.ports.is_empty() {
+        o.ports.push(o.port);
+    }
     o
 }
 
@@ -781,7 +790,7 @@ impl Gen {
                 }
             }
         }
-        let sa = sockaddr(self.o.host, self.o.port);
+        let sa = sockaddr(self.o.host, self.o.ports[idx % self.o.ports.len()]);
         let r = unsafe {
             libc::connect(
                 fd,
