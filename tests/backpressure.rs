@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use uws::{
-    Message, Request, Response, ServeOptions, Server, ServerWebSocket, UpgradeOptions,
-    WebSocketHandler, WebSocketOptions,
+    Message, Request, Response, ServeOptions, Server, ServerWebSocket, WebSocketHandler,
+    WebSocketOptions,
 };
 
 /// The bytes of message (or response body) `index`, `len` long: its index
@@ -43,10 +43,7 @@ impl WebSocketHandler for Burst {
     type Data = ();
 
     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
-        if server.upgrade(req, UpgradeOptions::new(())) {
-            return Response::new("");
-        }
-        Response::new("no").with_status(400)
+        accept_upgrade(req, server)
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {

@@ -587,8 +587,7 @@ impl WebSocketHandler for ProxyHandler {
     type Data = ();
 
     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
-        server.upgrade(req, UpgradeOptions::new(()));
-        Response::new("")
+        accept_upgrade(req, server)
     }
 
     fn open(&self, ws: &mut ServerWebSocket<()>) {

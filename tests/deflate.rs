@@ -7,7 +7,7 @@ use common::deflate::{deflate_message, DeflateClient, OFFER};
 use common::*;
 use uws::{
     Compressor, Message, PerMessageDeflate, Request, Response, Server, ServerWebSocket,
-    UpgradeOptions, WebSocketHandler, WebSocketOptions,
+    WebSocketHandler, WebSocketOptions,
 };
 
 /// Echoes every message, asking for compression.
@@ -19,8 +19,7 @@ struct Echo {
 impl WebSocketHandler for Echo {
     type Data = ();
     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
-        server.upgrade(req, UpgradeOptions::new(()));
-        Response::new("")
+        accept_upgrade(req, server)
     }
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
         ws.send(message, true);

@@ -380,8 +380,7 @@ fn another_thread_can_publish_through_a_handle() {
     impl WebSocketHandler for Room {
         type Data = ();
         fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
-            server.upgrade(req, UpgradeOptions::new(()));
-            Response::new("")
+            accept_upgrade(req, server)
         }
         fn open(&self, ws: &mut ServerWebSocket<()>) {
             ws.subscribe("news");

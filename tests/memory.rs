@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use uws::{
-    Message, Request, Response, Server, ServerWebSocket, UpgradeOptions, WebSocketHandler,
-    WebSocketOptions,
+    Message, Request, Response, Server, ServerWebSocket, WebSocketHandler, WebSocketOptions,
 };
 
 /// Resident memory of this process, in bytes (VmRSS).
@@ -48,10 +47,7 @@ impl WebSocketHandler for Bursts {
     type Data = ();
 
     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
-        if server.upgrade(req, UpgradeOptions::new(())) {
-            return Response::new("");
-        }
-        Response::new("no").with_status(400)
+        accept_upgrade(req, server)
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {

@@ -46,8 +46,7 @@ impl WebSocketHandler for Room {
     type Data = ();
 
     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
-        server.upgrade(req, UpgradeOptions::new(()));
-        Response::new("")
+        crate::common::accept_upgrade(req, server)
     }
 
     fn open(&self, ws: &mut ServerWebSocket<()>) {
