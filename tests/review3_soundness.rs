@@ -1,0 +1,257 @@
+//! Hostile review 3: safe programs aimed at what is newer than the
+//! single-loop server paths: the client (its handlers reentering the
+//! server that owns it), deferred requests, timers, servers on several
+//! threads. Each test states the safe outcome it expects; the ones named
+//! in the review report failed (or showed invalid reads under valgrind)
+//! before their fix. Run one at a time:
+//!
+//!   cargo test --test review3_soundness -- --exact NAME --test-threads=1
+//!   valgrind --error-exitcode=9 target/debug/deps/review3_soundness-* --exact NAME
+#![allow(clippy::type_complexity)]
+
+mod common;
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::probe::EventLog as Log;
+use common::TIMEOUT;
+use tungstenite::handshake::derive_accept_key;
+use uws::*;
+
+/// Data that counts its drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A server that answers every request with an empty 200.
+struct Nop;
+
+impl WebSocketHandler for Nop {
+    type Data = ();
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+        server.upgrade(req, UpgradeOptions::new(()));
+        Response::new("")
+    }
+}
+
+// ------------------------------------------------------------------------
+// 1. A client connection opened by a server (`Server::connect`) whose
+//    handler reaches that server (kept in a thread-local) and stops it at
+//    once. The stop closes the server's connections, its client ones too:
+//    closing a client socket at once runs the shim's ~Data, which frees the
+//    fragment buffer that a message joined from fragments is a view of.
+
+thread_local! {
+    static APP: RefCell<Option<App<Nop>>> = const { RefCell::new(None) };
+}
+
+/// An unmasked server frame (any length).
+fn server_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![first];
+    let len = payload.len();
+    if len < 126 {
+        f.push(len as u8);
+    } else if len < 65536 {
+        f.push(126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A one-connection raw WebSocket server: answers the handshake, writes
+/// `frames` (each its own write, a little apart), then reads until the
+/// client goes.
+fn raw_server(frames: Vec<Vec<u8>>) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "request ended early");
+            request.push(byte[0]);
+        }
+        let request = String::from_utf8(request).unwrap();
+        let key = request
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("a key")
+            .to_string();
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            derive_accept_key(key.as_bytes())
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        for f in frames {
+            std::thread::sleep(Duration::from_millis(50));
+            if s.write_all(&f).is_err() {
+                return;
+            }
+        }
+        let mut sink = [0u8; 4096];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    (format!("ws://127.0.0.1:{port}/"), thread)
+}
+
+/// Reads its message after stopping (or dropping) the server that opened
+/// it.
+struct StopsOwner {
+    log: Log,
+    how: &'static str,
+}
+
+impl ClientHandler for StopsOwner {
+    type Data = Counted;
+
+    fn message(&self, _ws: &mut ClientWebSocket<Counted>, message: Message<'_>) {
+        let bytes = message.as_bytes();
+        match self.how {
+            "stop_now" => APP.with(|a| {
+                if let Some(app) = a.borrow().as_ref() {
+                    app.stop_now();
+                }
+            }),
+            "stop" => APP.with(|a| {
+                if let Some(app) = a.borrow().as_ref() {
+                    app.stop();
+                }
+            }),
+            _ => drop(APP.with(|a| a.borrow_mut().take())),
+        }
+        // An allocation of the freed buffer's size takes its place.
+        let reuse = vec![b'z'; bytes.len()];
+        // The message is still borrowed: read it.
+        let xs = bytes.iter().filter(|&&b| b == b'x').count();
+        drop(std::hint::black_box(reuse));
+        self.log
+            .push(format!("message-after-stop:{}:{xs}", bytes.len()));
+    }
+
+    fn ping(&self, _ws: &mut ClientWebSocket<Counted>, data: &[u8]) {
+        APP.with(|a| {
+            if let Some(app) = a.borrow().as_ref() {
+                app.stop_now();
+            }
+        });
+        let reuse = vec![b'z'; 120];
+        let xs = data.iter().filter(|&&b| b == b'x').count();
+        drop(std::hint::black_box(reuse));
+        self.log
+            .push(format!("ping-after-stop:{}:{xs}", data.len()));
+    }
+
+    fn close(&self, _ws: &mut ClientWebSocket<Counted>, code: u16, _reason: &str) {
+        self.log.push(format!("close:{code}"));
+    }
+
+    fn error(&self, _ws: Option<&mut ClientWebSocket<Counted>>, error: &Error) {
+        self.log.push(format!("error:{error}"));
+    }
+}
+
+/// Runs a server on a thread of its own whose client connection (to a raw
+/// server sending `frames`) has `StopsOwner { how }` as its handler.
+fn owned_client_stops_owner(how: &'static str, frames: Vec<Vec<u8>>) -> (Log, usize) {
+    let (url, raw) = raw_server(frames);
+    let log = Log::default();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (l, d) = (log.clone(), drops.clone());
+    let thread = std::thread::spawn(move || {
+        let options = ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            ..Default::default()
+        };
+        let app = serve(options, Nop).unwrap();
+        app.connect(
+            &url,
+            ConnectOptions::default(),
+            StopsOwner { log: l, how },
+            Counted(d),
+        )
+        .unwrap();
+        APP.with(|a| *a.borrow_mut() = Some(app));
+        uws::run();
+        APP.with(|a| drop(a.borrow_mut().take()));
+    });
+    common::wait_for("the client's thread", || thread.is_finished());
+    thread.join().unwrap();
+    raw.join().unwrap();
+    (log, drops.load(Ordering::SeqCst))
+}
+
+/// A text message of 2000 bytes in two fragments, the first starting
+/// with `first`.
+fn two_fragments() -> Vec<Vec<u8>> {
+    vec![
+        server_frame(0x01, &[b'x'; 1000]),
+        server_frame(0x80, &[b'x'; 1000]),
+    ]
+}
+
+#[test]
+fn client_message_from_fragments_read_after_owner_stop_now() {
+    let (log, drops) = owned_client_stops_owner("stop_now", two_fragments());
+    assert_eq!(
+        log.find("message-after-stop:").as_deref(),
+        Some("message-after-stop:2000:2000")
+    );
+    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
+    assert_eq!(drops, 1);
+}
+
+#[test]
+fn client_message_from_fragments_read_after_owner_stop() {
+    let (log, drops) = owned_client_stops_owner("stop", two_fragments());
+    assert_eq!(
+        log.find("message-after-stop:").as_deref(),
+        Some("message-after-stop:2000:2000")
+    );
+    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
+    assert_eq!(drops, 1);
+}
+
+#[test]
+fn client_message_from_fragments_read_after_owner_dropped() {
+    let (log, drops) = owned_client_stops_owner("drop", two_fragments());
+    assert_eq!(
+        log.find("message-after-stop:").as_deref(),
+        Some("message-after-stop:2000:2000")
+    );
+    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
+    assert_eq!(drops, 1);
+}
+
+#[test]
+fn client_split_ping_read_after_owner_stop_now() {
+    // A ping whose payload arrives in two reads is kept in the fragment
+    // buffer too.
+    let ping = server_frame(0x89, &[b'x'; 120]);
+    let frames = vec![ping[..40].to_vec(), ping[40..].to_vec()];
+    let (log, drops) = owned_client_stops_owner("stop_now", frames);
+    assert_eq!(
+        log.find("ping-after-stop:").as_deref(),
+        Some("ping-after-stop:120:120")
+    );
+    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
+    assert_eq!(drops, 1);
+}
