@@ -255,3 +255,109 @@ fn client_split_ping_read_after_owner_stop_now() {
     assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
     assert_eq!(drops, 1);
 }
+
+// ------------------------------------------------------------------------
+// 2. One server on several threads: a send or close by the id of a socket
+//    that has closed meanwhile. The id names a thread of the server; on
+//    that thread the socket is gone, and the call must end there.
+
+/// Keeps the id of every socket that opens, and counts their drops.
+#[derive(Clone, Default)]
+struct Ids {
+    ids: Arc<std::sync::Mutex<Vec<SocketId>>>,
+    closes: Arc<AtomicUsize>,
+}
+
+impl WebSocketHandler for Ids {
+    type Data = ();
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+        server.upgrade(req, UpgradeOptions::new(()));
+        Response::new("")
+    }
+
+    fn open(&self, ws: &mut ServerWebSocket<()>) {
+        self.ids.lock().unwrap().push(ws.id());
+    }
+
+    fn close(&self, _ws: &mut ServerWebSocket<()>, _code: u16, _reason: &str) {
+        self.closes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// CPU time this process has used, in clock ticks (utime + stime).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Opens and closes one socket on each of the two threads; then `call`
+/// with their (stale) ids; the server must go idle and stop.
+fn stale_ids_on_threads(call: impl Fn(&ServerHandle<()>, SocketId)) {
+    let h = Ids::default();
+    let mut r = common::try_start_threaded(
+        ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            threads: 2,
+            stop_grace_period: Duration::from_secs(1),
+            ..Default::default()
+        },
+        h.clone(),
+    )
+    .unwrap();
+    for n in 1..=2 {
+        let mut c = common::connect(&r.url("/"));
+        common::wait_for("open", || h.ids.lock().unwrap().len() == n);
+        c.close(None).unwrap();
+        while c.read().is_ok() {}
+        common::wait_for("close", || h.closes.load(Ordering::SeqCst) == n);
+    }
+    let ids = h.ids.lock().unwrap().clone();
+    for id in ids {
+        call(&r.handle, id);
+    }
+    // Let the calls run, then measure a second of what should be idling.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let busy = cpu_ticks() - before;
+    r.stop();
+    assert!(busy < 40, "an idle server used {busy} ticks in one second");
+}
+
+#[test]
+fn threaded_send_to_a_closed_socket_ends() {
+    stale_ids_on_threads(|handle, id| {
+        handle
+            .send(id, OwnedMessage::from("to nobody"), false)
+            .unwrap()
+    });
+}
+
+#[test]
+fn threaded_server_send_to_a_closed_socket_of_the_other_thread_ends() {
+    // The same from inside the server: `Server::send` on the first thread
+    // with the ids of both.
+    stale_ids_on_threads(|handle, id| {
+        handle
+            .defer(move |s| {
+                s.send(id, "to nobody", false);
+            })
+            .unwrap()
+    });
+}
+
+#[test]
+fn threaded_close_of_a_closed_socket_ends() {
+    stale_ids_on_threads(|handle, id| {
+        handle
+            .defer(move |s| {
+                s.close(id, 1000, "bye").unwrap();
+            })
+            .unwrap()
+    });
+}
