@@ -361,3 +361,142 @@ fn threaded_close_of_a_closed_socket_ends() {
             .unwrap()
     });
 }
+
+// ------------------------------------------------------------------------
+// 3. Two servers on one thread: one takes a request of the other out of
+//    its `fetch` (`defer_request` on the other's `Server`, kept in a
+//    thread-local). The request's response belongs to the first server's
+//    connection; the second would answer, upgrade (with its own data type,
+//    into the first's WebSocket context: its handlers would see the wrong
+//    type) and be told of the abort (through a pointer to itself, also
+//    after it was freed).
+
+struct Other;
+
+impl WebSocketHandler for Other {
+    type Data = u32;
+    fn fetch(&self, _req: &mut Request<'_>, _server: &Server<u32>) -> Response {
+        Response::new("other")
+    }
+}
+
+thread_local! {
+    static OTHER: RefCell<Option<App<Other>>> = const { RefCell::new(None) };
+}
+
+/// Takes its requests out with the other server's `defer_request`.
+#[derive(Clone, Default)]
+struct Thief {
+    log: Log,
+    taken: Arc<std::sync::Mutex<Vec<PendingRequest<u32>>>>,
+}
+
+impl WebSocketHandler for Thief {
+    type Data = u64;
+
+    fn fetch(&self, req: &mut Request<'_>, _server: &Server<u64>) -> Response {
+        let pending = OTHER.with(|o| o.borrow().as_ref().and_then(|o| o.defer_request(req)));
+        self.log.push(format!("taken:{}", pending.is_some()));
+        if let Some(p) = pending {
+            self.taken.lock().unwrap().push(p);
+        }
+        Response::new("own answer")
+    }
+
+    fn open(&self, ws: &mut ServerWebSocket<u64>) {
+        self.log.push(format!("open:{:x}", ws.data()));
+    }
+}
+
+/// Runs `Thief` and `Other` on one thread; `then` runs on the test's
+/// thread with the thief's port and handle.
+fn thief_and_other(thief: Thief, then: impl FnOnce(u16, &ServerHandle<u64>)) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = thief.clone();
+    let thread = std::thread::spawn(move || {
+        let options = ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            stop_grace_period: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let app = serve(options.clone(), t).unwrap();
+        let other = serve(options, Other).unwrap();
+        OTHER.with(|o| *o.borrow_mut() = Some(other));
+        tx.send((app.port(), app.handle())).unwrap();
+        app.run();
+        OTHER.with(|o| drop(o.borrow_mut().take()));
+    });
+    let (port, handle) = rx.recv_timeout(TIMEOUT).unwrap();
+    then(port, &handle);
+    // The other server keeps the loop running until it goes too.
+    let _ = handle.defer(|_| OTHER.with(|o| drop(o.borrow_mut().take())));
+    let _ = handle.stop();
+    common::wait_for("the servers' thread", || thread.is_finished());
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_server_cannot_take_the_request_of_another() {
+    let thief = Thief::default();
+    thief_and_other(thief.clone(), |port, handle| {
+        let answer = common::http_exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.contains("own answer"), "{answer}");
+        // The other server goes while the connection stays.
+        handle
+            .defer(|_| OTHER.with(|o| drop(o.borrow_mut().take())))
+            .unwrap();
+    });
+    assert_eq!(thief.log.events(), vec!["taken:false".to_string()]);
+}
+
+#[test]
+fn a_request_taken_by_another_server_that_went_away_then_aborted() {
+    let thief = Thief::default();
+    thief_and_other(thief.clone(), |port, handle| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        common::wait_for("the request", || thief.log.count_prefix("taken:") == 1);
+        // The other server (which took the request) goes; then the client.
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle
+            .defer(move |_| {
+                OTHER.with(|o| drop(o.borrow_mut().take()));
+                tx.send(()).unwrap();
+            })
+            .unwrap();
+        rx.recv_timeout(TIMEOUT).unwrap();
+        drop(s);
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    // Completing it later does nothing (and reaches nothing freed).
+    for p in thief.taken.lock().unwrap().drain(..) {
+        let _ = p.respond(Response::new("late"));
+    }
+}
+
+#[test]
+fn a_websocket_handshake_taken_by_another_server_cannot_open_with_its_data() {
+    let thief = Thief::default();
+    thief_and_other(thief.clone(), |port, _handle| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(&common::handshake("/", "")).unwrap();
+        common::wait_for("the request", || thief.log.count_prefix("taken:") == 1);
+        let taken = thief.taken.lock().unwrap().pop();
+        if let Some(p) = taken {
+            // The other server's data type, u32, into the thief's sockets
+            // of u64.
+            let _ = p.upgrade(UpgradeOptions::new(0xdead_beef_u32));
+        }
+        let mut b = [0u8; 256];
+        let _ = s.read(&mut b);
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    assert_eq!(
+        thief.log.count_prefix("open:"),
+        0,
+        "{:?}",
+        thief.log.events()
+    );
+}
