@@ -500,3 +500,245 @@ fn a_websocket_handshake_taken_by_another_server_cannot_open_with_its_data() {
         thief.log.events()
     );
 }
+
+// ------------------------------------------------------------------------
+// 4. A bus that is down (nothing listens at its address): every handler
+//    publishes, the error handler hears of the bus, and the App is dropped
+//    from a handler (single thread) or stopped from outside (threads).
+
+#[cfg(feature = "redis")]
+mod bus_down {
+    use super::*;
+
+    thread_local! {
+        static LOUD: RefCell<Option<App<Loud>>> = const { RefCell::new(None) };
+    }
+
+    #[derive(Clone, Default)]
+    struct Loud {
+        drops: Arc<AtomicUsize>,
+        opens: Arc<AtomicUsize>,
+        errors: Arc<AtomicUsize>,
+    }
+
+    impl WebSocketHandler for Loud {
+        type Data = Counted;
+
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<Counted>) -> Response {
+            server.publish("t", "fetch", false);
+            server.upgrade(req, UpgradeOptions::new(Counted(self.drops.clone())));
+            Response::new("")
+        }
+
+        fn open(&self, ws: &mut ServerWebSocket<Counted>) {
+            self.opens.fetch_add(1, Ordering::SeqCst);
+            ws.subscribe("t");
+            ws.publish("t", "open", false);
+            ws.server().publish("t", "open", false);
+        }
+
+        fn message(&self, ws: &mut ServerWebSocket<Counted>, message: Message<'_>) {
+            ws.server().publish("t", message, false);
+            if message.as_bytes() == b"drop" {
+                drop(LOUD.with(|l| l.borrow_mut().take()));
+                ws.server().publish("t", "after drop", false);
+                ws.send_text("after drop");
+            }
+        }
+
+        fn subscription(
+            &self,
+            server: &Server<Counted>,
+            _id: SocketId,
+            topic: &str,
+            _old: usize,
+            _new: usize,
+        ) {
+            server.publish(topic, "subscription", false);
+        }
+
+        fn close(&self, ws: &mut ServerWebSocket<Counted>, _code: u16, _reason: &str) {
+            ws.server().publish("t", "close", false);
+        }
+
+        fn error(&self, _ws: Option<&mut ServerWebSocket<Counted>>, _error: &Error) {
+            self.errors.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn options(threads: usize) -> ServeOptions {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            threads,
+            stop_grace_period: Duration::from_millis(300),
+            bus: Some(
+                Bus::redis(format!("redis://127.0.0.1:{port}"))
+                    .reconnect_delay(Duration::from_millis(10), Duration::from_millis(20)),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn publishing_from_every_handler_then_dropping_the_app_while_the_bus_is_down() {
+        let h = Loud::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h2 = h.clone();
+        let thread = std::thread::spawn(move || {
+            let app = serve(options(1), h2).unwrap();
+            tx.send(app.port()).unwrap();
+            LOUD.with(|l| *l.borrow_mut() = Some(app));
+            uws::run();
+        });
+        let port = rx.recv_timeout(TIMEOUT).unwrap();
+        let url = format!("ws://127.0.0.1:{port}/");
+        let mut clients: Vec<_> = (0..3).map(|_| common::connect(&url)).collect();
+        common::wait_for("opens", || h.opens.load(Ordering::SeqCst) == 3);
+        for c in &mut clients {
+            c.send(tungstenite::Message::text("hello")).unwrap();
+        }
+        clients.pop().unwrap().close(None).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        clients[0].send(tungstenite::Message::text("drop")).unwrap();
+        common::wait_for("the server's thread", || thread.is_finished());
+        thread.join().unwrap();
+        assert_eq!(h.drops.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn publishing_from_every_handler_on_threads_then_stop_while_the_bus_is_down() {
+        let h = Loud::default();
+        let mut r = common::try_start_threaded(options(2), h.clone()).unwrap();
+        let url = r.url("/");
+        let mut clients: Vec<_> = (0..4).map(|_| common::connect(&url)).collect();
+        common::wait_for("opens", || h.opens.load(Ordering::SeqCst) == 4);
+        for c in &mut clients {
+            c.send(tungstenite::Message::text("hello")).unwrap();
+        }
+        for i in 0..200 {
+            let _ = r
+                .handle
+                .publish("t", OwnedMessage::from(format!("outside {i}")), false);
+        }
+        clients.pop().unwrap().close(None).unwrap();
+        let _ = r.handle.stop_now();
+        r.stop();
+        assert_eq!(h.drops.load(Ordering::SeqCst), 4);
+    }
+}
+
+// ------------------------------------------------------------------------
+// 5. What user values' destructors do when the loop drops them: a
+//    streamed response's producer is dropped when the client leaves (from
+//    uWebSockets' abort callback). Its destructor may reach the App (a
+//    thread-local) and drop or stop it.
+
+thread_local! {
+    static STREAMER: RefCell<Option<App<Streamer>>> = const { RefCell::new(None) };
+}
+
+/// On drop, does `how` to the thread's `STREAMER` App.
+struct Trip {
+    how: &'static str,
+    log: Log,
+}
+
+impl Drop for Trip {
+    fn drop(&mut self) {
+        self.log.push(format!("trip:{}", self.how));
+        match self.how {
+            "drop" => drop(STREAMER.with(|s| s.borrow_mut().take())),
+            "stop_now" => STREAMER.with(|s| {
+                if let Some(app) = s.borrow().as_ref() {
+                    app.stop_now();
+                }
+            }),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Streamer {
+    how: &'static str,
+    log: Log,
+}
+
+impl WebSocketHandler for Streamer {
+    type Data = ();
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+        let pending = server.defer_request(req).unwrap();
+        let trip = Trip {
+            how: self.how,
+            log: self.log.clone(),
+        };
+        let log = self.log.clone();
+        let chunk = vec![b'x'; 256 * 1024];
+        let _ = pending.stream(Response::new(""), move |w| {
+            let _ = &trip;
+            if !log.has("producing") {
+                log.push("producing");
+            }
+            while w.write(&chunk) {}
+            Flow::More
+        });
+        Response::new("")
+    }
+}
+
+fn producer_dropped_when_the_client_leaves(how: &'static str) -> Log {
+    let log = Log::default();
+    let h = Streamer {
+        how,
+        log: log.clone(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let options = ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            stop_grace_period: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let app = serve(options, h).unwrap();
+        tx.send((app.port(), app.handle())).unwrap();
+        STREAMER.with(|s| *s.borrow_mut() = Some(app));
+        uws::run();
+        STREAMER.with(|s| drop(s.borrow_mut().take()));
+    });
+    let (port, handle) = rx.recv_timeout(TIMEOUT).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A body that never comes: the request's body is still awaited when
+    // the client leaves.
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .unwrap();
+    common::wait_for("the producer", || log.has("producing"));
+    let mut some = [0u8; 1024];
+    s.read_exact(&mut some).unwrap();
+    // Unread data in our buffer: the close is a reset.
+    drop(s);
+    common::wait_for("the producer's drop", || log.count_prefix("trip:") == 1);
+    let _ = handle.stop();
+    common::wait_for("the server's thread", || thread.is_finished());
+    thread.join().unwrap();
+    log
+}
+
+#[test]
+fn a_producer_whose_drop_drops_the_app_when_the_client_leaves() {
+    let log = producer_dropped_when_the_client_leaves("drop");
+    assert_eq!(log.count_prefix("trip:"), 1);
+}
+
+#[test]
+fn a_producer_whose_drop_stops_the_app_when_the_client_leaves() {
+    let log = producer_dropped_when_the_client_leaves("stop_now");
+    assert_eq!(log.count_prefix("trip:"), 1);
+}
