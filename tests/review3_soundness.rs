@@ -742,3 +742,169 @@ fn a_producer_whose_drop_stops_the_app_when_the_client_leaves() {
     let log = producer_dropped_when_the_client_leaves("stop_now");
     assert_eq!(log.count_prefix("trip:"), 1);
 }
+
+// ------------------------------------------------------------------------
+// 6. Timers that drop their App, and clients that reconnect from their
+//    handlers while their thread exits.
+
+thread_local! {
+    static TIMED: RefCell<Option<App<Nop>>> = const { RefCell::new(None) };
+}
+
+#[test]
+fn an_interval_drops_its_app_and_a_timeout_made_while_stopping_never_fires() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let fired = Arc::new(AtomicUsize::new(0));
+    let (d, f) = (drops.clone(), fired.clone());
+    let thread = std::thread::spawn(move || {
+        let options = ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            ..Default::default()
+        };
+        let app = serve(options, Nop).unwrap();
+        let counted = Counted(d.clone());
+        let late = Counted(d.clone());
+        let f2 = f.clone();
+        app.set_interval(Duration::from_millis(5), move |server| {
+            let _ = &counted;
+            if f.fetch_add(1, Ordering::SeqCst) == 2 {
+                server.stop();
+                // Made while stopping: never fires, dropped here or later.
+                let late = Counted(late.0.clone());
+                let f3 = f2.clone();
+                server.set_timeout(Duration::from_millis(1), move |_| {
+                    let _ = &late;
+                    f3.fetch_add(100, Ordering::SeqCst);
+                });
+                drop(TIMED.with(|t| t.borrow_mut().take()));
+                // The server is still there for the rest of this call.
+                server.set_interval(Duration::from_millis(1), |_| {});
+                server.publish("t", "x", false);
+            }
+        });
+        TIMED.with(|t| *t.borrow_mut() = Some(app));
+        uws::run();
+    });
+    common::wait_for("the thread", || thread.is_finished());
+    thread.join().unwrap();
+    assert_eq!(fired.load(Ordering::SeqCst), 3);
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+}
+
+/// Reconnects from every handler, `left` times in all; counts the data
+/// it makes in `made`.
+struct Reconnect {
+    log: Log,
+    drops: Arc<AtomicUsize>,
+    made: Arc<AtomicUsize>,
+    url: String,
+    left: Arc<AtomicUsize>,
+}
+
+impl Reconnect {
+    fn data(&self) -> Counted {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        Counted(self.drops.clone())
+    }
+
+    fn again(&self, from: &str) {
+        let left = self.left.load(Ordering::SeqCst);
+        if left == 0 {
+            return;
+        }
+        self.left.store(left - 1, Ordering::SeqCst);
+        let next = Reconnect {
+            log: self.log.clone(),
+            drops: self.drops.clone(),
+            made: self.made.clone(),
+            url: self.url.clone(),
+            left: self.left.clone(),
+        };
+        let r = uws::connect(&self.url, ConnectOptions::default(), next, self.data());
+        self.log.push(format!("{from}:{}", r.is_ok()));
+    }
+}
+
+impl ClientHandler for Reconnect {
+    type Data = Counted;
+
+    fn open(&self, ws: &mut ClientWebSocket<Counted>) {
+        let _ = ws.close(1000, "");
+        ws.terminate();
+        assert!(ws.handle().with_socket(|_| ()).is_none());
+        self.again("open");
+    }
+
+    fn close(&self, _ws: &mut ClientWebSocket<Counted>, _code: u16, _reason: &str) {
+        self.again("close");
+    }
+
+    fn error(&self, ws: Option<&mut ClientWebSocket<Counted>>, _error: &Error) {
+        if let Some(ws) = ws {
+            ws.terminate();
+            let _ = ws.close(1000, "");
+        }
+        self.again("error");
+    }
+}
+
+fn reconnecting(url: String, left: usize, run: bool) -> (Log, usize, usize) {
+    let log = Log::default();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let made = Arc::new(AtomicUsize::new(0));
+    let (l, d, m) = (log.clone(), drops.clone(), made.clone());
+    let thread = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let h = Reconnect {
+                log: l.clone(),
+                drops: d.clone(),
+                made: m.clone(),
+                url: url.clone(),
+                left: Arc::new(AtomicUsize::new(left)),
+            };
+            let data = h.data();
+            uws::connect(&url, ConnectOptions::default(), h, data).unwrap();
+        }
+        if run {
+            uws::run();
+        }
+        // Otherwise the thread exits with its connections connecting.
+    });
+    common::wait_for("the thread", || thread.is_finished());
+    thread.join().unwrap();
+    (
+        log,
+        made.load(Ordering::SeqCst),
+        drops.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn clients_that_reconnect_from_their_handlers_while_their_thread_exits() {
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (log, made, drops) = reconnecting(format!("ws://127.0.0.1:{refused}/"), 1000, false);
+    assert_eq!(made, drops, "{:?}", log.events());
+}
+
+#[test]
+fn clients_that_reconnect_from_their_handlers_to_a_refusing_port() {
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (log, made, drops) = reconnecting(format!("ws://127.0.0.1:{refused}/"), 20, true);
+    assert_eq!(made, 3 + 60);
+    assert_eq!(made, drops, "{:?}", log.events());
+}
+
+#[test]
+fn clients_that_reconnect_from_their_handlers_to_a_live_server() {
+    let server = common::start(WebSocketOptions::default(), Nop);
+    let (log, made, drops) = reconnecting(server.url("/"), 20, true);
+    assert_eq!(made, 3 + 60);
+    assert_eq!(made, drops, "{:?}", log.events());
+}
