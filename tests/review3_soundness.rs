@@ -908,3 +908,84 @@ fn clients_that_reconnect_from_their_handlers_to_a_live_server() {
     assert_eq!(made, 3 + 60);
     assert_eq!(made, drops, "{:?}", log.events());
 }
+
+// ------------------------------------------------------------------------
+// 7. A server on several threads whose sockets open client connections
+//    back to it (by host name: resolved off the loop) and is stopped at
+//    once while they connect.
+
+#[derive(Clone, Default)]
+struct Loopback {
+    port: Arc<std::sync::atomic::AtomicU16>,
+    drops: Arc<AtomicUsize>,
+    made: Arc<AtomicUsize>,
+    opens: Arc<AtomicUsize>,
+}
+
+impl Loopback {
+    fn data(&self) -> Counted {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        Counted(self.drops.clone())
+    }
+}
+
+struct Back;
+
+impl ClientHandler for Back {
+    type Data = Counted;
+    fn open(&self, ws: &mut ClientWebSocket<Counted>) {
+        ws.send_text("hi");
+    }
+    fn error(&self, _ws: Option<&mut ClientWebSocket<Counted>>, _error: &Error) {}
+}
+
+impl WebSocketHandler for Loopback {
+    type Data = (Counted, bool);
+
+    fn fetch(&self, req: &mut Request<'_>, server: &Server<(Counted, bool)>) -> Response {
+        let inner = req.query_param("inner").is_some();
+        server.upgrade(req, UpgradeOptions::new((self.data(), inner)));
+        Response::new("")
+    }
+
+    fn open(&self, ws: &mut ServerWebSocket<(Counted, bool)>) {
+        self.opens.fetch_add(1, Ordering::SeqCst);
+        if !ws.data().1 {
+            let port = self.port.load(Ordering::SeqCst);
+            for _ in 0..3 {
+                let url = format!("ws://localhost:{port}/?inner=1");
+                let _ = ws
+                    .server()
+                    .connect(&url, ConnectOptions::default(), Back, self.data());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_threaded_server_connecting_to_itself_stopped_at_once() {
+    let h = Loopback::default();
+    let mut r = common::try_start_threaded(
+        ServeOptions {
+            hostname: "127.0.0.1".into(),
+            port: 0,
+            threads: 2,
+            stop_grace_period: Duration::from_millis(300),
+            ..Default::default()
+        },
+        h.clone(),
+    )
+    .unwrap();
+    h.port.store(r.port, Ordering::SeqCst);
+    let clients: Vec<_> = (0..4).map(|_| common::connect(&r.url("/"))).collect();
+    common::wait_for("opens", || h.opens.load(Ordering::SeqCst) >= 4);
+    let _ = r.handle.stop_now();
+    r.stop();
+    drop(clients);
+    // Resolver threads may still hand in their answers: they find nothing.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        h.made.load(Ordering::SeqCst),
+        h.drops.load(Ordering::SeqCst)
+    );
+}
