@@ -31,7 +31,7 @@ for line in sys.stdin:
 # Definite leaks and memory errors fail the run (exit 9).
 memcheck="valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
 
-for suite in websocket pubsub_batching http http_parser h1spec soundness review_soundness lifecycle deferred threads teardown client client_hostile; do
+for suite in websocket pubsub_batching http http_parser h1spec soundness review_soundness review3_soundness lifecycle deferred threads teardown client client_hostile; do
     bin=$(test_binary "$suite")
     echo "== memcheck: $suite ($bin)"
     # Streaming 100 MiB takes a minute under valgrind; the streamed-body

@@ -158,21 +158,25 @@ impl ClientCore {
             ReadyState::Open => {
                 let ws = state.ws.get();
                 state.ready.set(ReadyState::Closing);
+                if now {
+                    // At once only when no client handler runs: one may
+                    // hold views of this socket's buffers (a message joined
+                    // from fragments), which the close frees. (A server's
+                    // `stop_now` from a client handler comes here.)
+                    core.terminate(state.id.get(), ws);
+                    return;
+                }
                 // SAFETY: the socket is open; its close callback runs the
                 // close handler (deferred while it is busy).
                 unsafe {
-                    if now {
-                        sys::uws_client_close(core.ssl, ws);
-                    } else {
-                        sys::uws_client_end(
-                            core.ssl,
-                            ws,
-                            code.into(),
-                            reason.as_ptr().cast(),
-                            reason.len(),
-                        );
-                    }
-                }
+                    sys::uws_client_end(
+                        core.ssl,
+                        ws,
+                        code.into(),
+                        reason.as_ptr().cast(),
+                        reason.len(),
+                    )
+                };
             }
             ReadyState::Closing | ReadyState::Closed => {}
         }

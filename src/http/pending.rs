@@ -404,7 +404,13 @@ impl Core {
     /// Takes the request of the running `fetch` out of it (see
     /// [`Server::defer_request`]).
     fn defer(&self, req: &mut Request<'_>) -> Option<(u64, Arc<PendingShared>, Captured)> {
-        if req.upgrade.is_some() || req.deferred {
+        // Only the server whose `fetch` got the request may take it out:
+        // another one (two Apps on a thread) would answer a connection of
+        // a context it does not own, with its own TLS kind, be told of the
+        // abort through a pointer to itself that may be freed by then, and
+        // upgrade it with its own data type into the other server's
+        // WebSocket context, whose handlers read another type.
+        if req.upgrade.is_some() || req.deferred || !std::ptr::eq(req.server, self) {
             return None;
         }
         req.deferred = true;
@@ -536,7 +542,8 @@ impl<T: 'static> Server<T> {
     /// returns is then ignored. Reading the body starts at once: get it
     /// with [`PendingRequest::body`] or [`PendingRequest::on_body`].
     ///
-    /// `None` when the request was already upgraded or deferred.
+    /// `None` when the request was already upgraded or deferred, or is
+    /// another server's (two Apps on one thread).
     pub fn defer_request(&self, req: &mut Request<'_>) -> Option<PendingRequest<T>> {
         let (token, shared, captured) = self.core().defer(req)?;
         Some(PendingRequest {

@@ -21,6 +21,9 @@ pub struct Request<'a> {
     pub(crate) upgrade: Option<Box<dyn Any>>,
     /// `Server::defer_request` took it: answered later.
     pub(crate) deferred: bool,
+    /// The server whose `fetch` got it: only that server may take it out
+    /// (its connection, context, TLS kind and data type are that server's).
+    pub(crate) server: *const crate::server::Core,
     _borrow: PhantomData<&'a mut ()>,
 }
 
@@ -31,6 +34,7 @@ impl<'a> Request<'a> {
         res: *mut sys::uws_res_t,
         ssl: i32,
         ws_context: *mut c_void,
+        server: *const crate::server::Core,
     ) -> Self {
         Request {
             raw,
@@ -39,6 +43,7 @@ impl<'a> Request<'a> {
             ws_context,
             upgrade: None,
             deferred: false,
+            server,
             _borrow: PhantomData,
         }
     }

@@ -75,7 +75,7 @@ impl<H: WebSocketHandler> Ctx<H> {
             core.leave();
             return;
         }
-        let mut request = Request::new(req, res, ssl, ws_context);
+        let mut request = Request::new(req, res, ssl, ws_context, core);
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.handler.fetch(&mut request, &self.server)
         }));

@@ -643,6 +643,12 @@ impl<T: 'static> Server<T> {
         let Some(link) = &self.core.cluster else {
             return SendStatus::Dropped;
         };
+        // An id of this thread that resolved to nothing names a socket that
+        // has closed: handing it to its owner would hand it back here, for
+        // ever (a job that requeues itself on every run of the loop).
+        if id.server() == self.core.registry.borrow().number() {
+            return SendStatus::Dropped;
+        }
         let job = Box::new(move |core: &Core| f(Server::from_core(core), payload));
         match link.cluster.run_on_owner(id.server(), job) {
             Ok(()) => SendStatus::Sent(len),
