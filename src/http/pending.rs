@@ -216,7 +216,11 @@ unsafe extern "C" fn on_aborted(ctx: *mut c_void, token: u64) {
     let core = unsafe { &*(ctx as *const Core) };
     let entry = core.pending.borrow_mut().remove(token);
     if let Some(entry) = entry {
+        // Counted as a callback: a producer's or waker's drop may drop the
+        // App, which must then wait until uWebSockets' close returns.
+        core.enter();
         close(core, entry, Error::Aborted);
+        core.leave();
     }
 }
 
