@@ -531,7 +531,13 @@ fn handles() {
     let rooms = Rooms::default();
     let ids = rooms.ids.clone();
     let server = std::thread::spawn(move || {
-        let app = serve(local(), rooms).unwrap();
+        // A short queue: the stop waits behind what is queued, and under
+        // valgrind 65 536 queued publishes take long.
+        let options = ServeOptions {
+            queue_limit: 1024,
+            ..local()
+        };
+        let app = serve(options, rooms).unwrap();
         tx.send((app.port(), app.handle())).unwrap();
         app.run();
     });
@@ -561,7 +567,7 @@ fn handles() {
             let handle = handle.clone();
             let ids = ids.clone();
             std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(20);
+                let deadline = Instant::now() + Duration::from_secs(120);
                 let mut refused = 0;
                 let mut i = 0u64;
                 while refused < 1000 && Instant::now() < deadline {
@@ -591,7 +597,10 @@ fn handles() {
         .collect();
     let t = Instant::now();
     while !server.is_finished() {
-        assert!(t.elapsed() < Duration::from_secs(30), "server did not stop");
+        assert!(
+            t.elapsed() < Duration::from_secs(150),
+            "server did not stop"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     server.join().unwrap();
