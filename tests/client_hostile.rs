@@ -4,57 +4,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::thread::JoinHandle;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::client::*;
-use common::TIMEOUT;
-use tungstenite::handshake::derive_accept_key;
+use common::raw::{accept_head, frame, raw_server};
 use uws::ConnectOptions;
-
-/// A one-connection raw server: reads the handshake request and hands the
-/// stream and the client's key to `serve`.
-fn raw_server(
-    serve: impl FnOnce(&mut TcpStream, &str) + Send + 'static,
-) -> (String, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let thread = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut request = Vec::new();
-        let mut byte = [0u8; 1];
-        while !request.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut byte).unwrap(), 1, "request ended early");
-            request.push(byte[0]);
-        }
-        let request = String::from_utf8(request).unwrap();
-        let key = request
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .expect("a key")
-            .to_string();
-        serve(&mut s, &key);
-    });
-    (format!("ws://127.0.0.1:{port}/"), thread)
-}
-
-fn accept_head(key: &str, extra: &str) -> String {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n{extra}\r\n",
-        derive_accept_key(key.as_bytes())
-    )
-}
-
-/// An unmasked server frame.
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut f = vec![first, payload.len() as u8];
-    f.extend_from_slice(payload);
-    f
-}
 
 /// Reads one client frame: (first byte, whether masked, unmasked payload).
 fn read_frame(s: &mut TcpStream) -> (u8, bool, Vec<u8>) {

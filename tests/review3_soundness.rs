@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::probe::EventLog as Log;
+use common::raw::{accept_head, frame};
 use common::TIMEOUT;
-use tungstenite::handshake::derive_accept_key;
 use uws::*;
 
 /// Data that counts its drops.
@@ -55,51 +55,13 @@ thread_local! {
     static APP: RefCell<Option<App<Nop>>> = const { RefCell::new(None) };
 }
 
-/// An unmasked server frame (any length).
-fn server_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        f.push(len as u8);
-    } else if len < 65536 {
-        f.push(126);
-        f.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        f.push(127);
-        f.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    f.extend_from_slice(payload);
-    f
-}
-
 /// A one-connection raw WebSocket server: answers the handshake, writes
 /// `frames` (each its own write, a little apart), then reads until the
 /// client goes.
 fn raw_server(frames: Vec<Vec<u8>>) -> (String, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let thread = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    common::raw::raw_server(move |s, key| {
         s.set_nodelay(true).unwrap();
-        let mut request = Vec::new();
-        let mut byte = [0u8; 1];
-        while !request.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut byte).unwrap(), 1, "request ended early");
-            request.push(byte[0]);
-        }
-        let request = String::from_utf8(request).unwrap();
-        let key = request
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .expect("a key")
-            .to_string();
-        let head = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n\r\n",
-            derive_accept_key(key.as_bytes())
-        );
-        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(accept_head(key, "").as_bytes()).unwrap();
         for f in frames {
             std::thread::sleep(Duration::from_millis(50));
             if s.write_all(&f).is_err() {
@@ -108,8 +70,7 @@ fn raw_server(frames: Vec<Vec<u8>>) -> (String, JoinHandle<()>) {
         }
         let mut sink = [0u8; 4096];
         while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
-    });
-    (format!("ws://127.0.0.1:{port}/"), thread)
+    })
 }
 
 /// Reads its message after stopping (or dropping) the server that opened
@@ -202,58 +163,61 @@ fn owned_client_stops_owner(how: &'static str, frames: Vec<Vec<u8>>) -> (Log, us
 /// A text message of 2000 bytes in two fragments, the first starting
 /// with `first`.
 fn two_fragments() -> Vec<Vec<u8>> {
-    vec![
-        server_frame(0x01, &[b'x'; 1000]),
-        server_frame(0x80, &[b'x'; 1000]),
-    ]
+    vec![frame(0x01, &[b'x'; 1000]), frame(0x80, &[b'x'; 1000])]
+}
+
+/// A client of a server's loop reads `event`'s payload (`whole`) after
+/// its handler stopped or dropped that server (`how`); it closes once and
+/// its data drops once.
+fn read_whole_after_owner(how: &'static str, frames: Vec<Vec<u8>>, event: &str, whole: &str) {
+    let (log, drops) = owned_client_stops_owner(how, frames);
+    assert_eq!(log.find(event).as_deref(), Some(whole));
+    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
+    assert_eq!(drops, 1);
 }
 
 #[test]
 fn client_message_from_fragments_read_after_owner_stop_now() {
-    let (log, drops) = owned_client_stops_owner("stop_now", two_fragments());
-    assert_eq!(
-        log.find("message-after-stop:").as_deref(),
-        Some("message-after-stop:2000:2000")
+    read_whole_after_owner(
+        "stop_now",
+        two_fragments(),
+        "message-after-stop:",
+        "message-after-stop:2000:2000",
     );
-    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
-    assert_eq!(drops, 1);
 }
 
 #[test]
 fn client_message_from_fragments_read_after_owner_stop() {
-    let (log, drops) = owned_client_stops_owner("stop", two_fragments());
-    assert_eq!(
-        log.find("message-after-stop:").as_deref(),
-        Some("message-after-stop:2000:2000")
+    read_whole_after_owner(
+        "stop",
+        two_fragments(),
+        "message-after-stop:",
+        "message-after-stop:2000:2000",
     );
-    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
-    assert_eq!(drops, 1);
 }
 
 #[test]
 fn client_message_from_fragments_read_after_owner_dropped() {
-    let (log, drops) = owned_client_stops_owner("drop", two_fragments());
-    assert_eq!(
-        log.find("message-after-stop:").as_deref(),
-        Some("message-after-stop:2000:2000")
+    read_whole_after_owner(
+        "drop",
+        two_fragments(),
+        "message-after-stop:",
+        "message-after-stop:2000:2000",
     );
-    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
-    assert_eq!(drops, 1);
 }
 
 #[test]
 fn client_split_ping_read_after_owner_stop_now() {
     // A ping whose payload arrives in two reads is kept in the fragment
     // buffer too.
-    let ping = server_frame(0x89, &[b'x'; 120]);
+    let ping = frame(0x89, &[b'x'; 120]);
     let frames = vec![ping[..40].to_vec(), ping[40..].to_vec()];
-    let (log, drops) = owned_client_stops_owner("stop_now", frames);
-    assert_eq!(
-        log.find("ping-after-stop:").as_deref(),
-        Some("ping-after-stop:120:120")
+    read_whole_after_owner(
+        "stop_now",
+        frames,
+        "ping-after-stop:",
+        "ping-after-stop:120:120",
     );
-    assert_eq!(log.count_prefix("close:"), 1, "{:?}", log.events());
-    assert_eq!(drops, 1);
 }
 
 // ------------------------------------------------------------------------
@@ -272,8 +236,7 @@ impl WebSocketHandler for Ids {
     type Data = ();
 
     fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
-        server.upgrade(req, UpgradeOptions::new(()));
-        Response::new("")
+        common::accept_upgrade(req, server)
     }
 
     fn open(&self, ws: &mut ServerWebSocket<()>) {
