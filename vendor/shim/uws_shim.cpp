@@ -114,31 +114,57 @@ void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     a->template ws<UserData>(pattern, std::move(behavior));
 }
 
+// Reads a private member of upstream's types without touching their code:
+// an explicit template instantiation may name a private member (C++
+// [temp.spec.general]); `Tag` says which member and its type.
+template <typename Tag, typename Tag::type M>
+struct Expose {
+    friend typename Tag::type member(Tag) { return M; }
+};
+
+// WebSocketData keeps its subscriber node private, with no accessor.
+struct SubscriberOf {
+    using type = uWS::Subscriber *uWS::WebSocketData::*;
+    friend type member(SubscriberOf);
+};
+
+template struct Expose<SubscriberOf, &uWS::WebSocketData::subscriber>;
+
+// The socket's node in the topic tree (null while it is subscribed to nothing).
+template <bool SSL>
+uWS::Subscriber *sender_of(Ws<SSL> *w) {
+    auto *data = static_cast<uWS::WebSocketData *>(us_socket_ext(SSL, reinterpret_cast<us_socket_t *>(w)));
+    return data->*member(SubscriberOf{});
+}
+
 template <bool SSL>
 int ws_publish(Ws<SSL> *w, std::string_view topic, std::string_view message, uWS::OpCode op, bool compress) {
-    if (w->publish(topic, message, op, compress)) {
-        return 1;
-    }
-    // uWebSockets refuses to publish from a socket that never subscribed to
-    // anything (or the topic has no subscribers). Such a socket cannot be
-    // among the topic's subscribers, so publishing as the app does excludes
-    // nobody it should not.
+    // Bun's ws.publish: every subscriber of the topic but the sender. A
+    // socket subscribed to nothing has no subscriber node and cannot be
+    // among the receivers; uWebSockets' own WebSocket::publish refuses to
+    // publish from it, so we go to the topic tree directly, with the
+    // sender's node (or none) excluded. The result says whether anybody
+    // other than the sender gets the message.
     auto *context = us_socket_context(SSL, reinterpret_cast<us_socket_t *>(w));
     auto *data = static_cast<uWS::WebSocketContextData<SSL, UserData> *>(us_socket_context_ext(SSL, context));
+    uWS::Subscriber *sender = sender_of(w);
     if (message.length() >= uWS::LoopData::CORK_BUFFER_SIZE) {
-        return data->topicTree->publishBig(nullptr, topic, {message, op, compress},
-                                           [](uWS::Subscriber *s, uWS::TopicTreeBigMessage &big) {
-                                               auto *target = static_cast<Ws<SSL> *>(s->user);
-                                               target->send(big.message, (uWS::OpCode) big.opCode, big.compress);
-                                           });
+        bool someone = false;
+        data->topicTree->publishBig(sender, topic, {message, op, compress},
+                                    [&someone](uWS::Subscriber *s, uWS::TopicTreeBigMessage &big) {
+                                        someone = true;
+                                        auto *target = static_cast<Ws<SSL> *>(s->user);
+                                        target->send(big.message, (uWS::OpCode) big.opCode, big.compress);
+                                    });
+        return someone;
     }
 #ifdef UWS_HAS_QUEUED_FRAMES
-    return data->topicTree->publish(nullptr, topic, [&](std::string &bytes) {
+    return data->topicTree->publish(sender, topic, [&](std::string &bytes) {
         return uWS::TopicTreeMessage::queue(bytes, message, op, compress);
     });
 #else
     /* Built without our patches (UWS_UNPATCHED=1) */
-    return data->topicTree->publish(nullptr, topic, {std::string(message), op, compress});
+    return data->topicTree->publish(sender, topic, {std::string(message), op, compress});
 #endif
 }
 
@@ -157,11 +183,6 @@ template <bool SSL>
 struct HttpContextOf {
     using type = uWS::HttpContext<SSL> *uWS::TemplatedApp<SSL>::*;
     friend type member(HttpContextOf);
-};
-
-template <typename Tag, typename Tag::type M>
-struct Expose {
-    friend typename Tag::type member(Tag) { return M; }
 };
 
 template struct Expose<HttpContextOf<false>, &uWS::TemplatedApp<false>::httpContext>;
