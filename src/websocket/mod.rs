@@ -322,12 +322,12 @@ impl<T> ServerWebSocket<T> {
         let m = message.into();
         let core = self.core();
         let Some(ws) = self.raw() else {
-            // Closing or closed (in its `close` handler, like Bun since
-            // 1.1.27): uWebSockets took the socket out of all its topics
-            // before the close handler, so a publish as the server reaches
-            // exactly the other subscribers.
+            // Closed (in its `close` handler, like Bun since 1.1.27):
+            // uWebSockets took the socket out of all its topics before the
+            // close handler, so a publish as the server reaches exactly the
+            // other subscribers.
             return match self.state().ready.get() {
-                ReadyState::Closing | ReadyState::Closed => core.publish(topic, m, compress),
+                ReadyState::Closed => core.publish(topic, m, compress),
                 _ => PublishStatus::Dropped,
             };
         };

@@ -55,6 +55,18 @@ uWS::SocketContextOptions context_options(const uws_tls_options_t *options) {
     return o;
 }
 
+// A WebSocket handshake (Upgrade: websocket) for a protocol version other
+// than 13, the only one there is (uWebSockets routes any request with a
+// key of the right length here).
+bool unsupported_version(uWS::HttpRequest *q) {
+    std::string_view upgrade = q->getHeader("upgrade");
+    bool websocket = upgrade.length() == 9;
+    for (size_t i = 0; websocket && i < 9; i++) {
+        websocket = (upgrade[i] | 0x20) == "websocket"[i];
+    }
+    return websocket && q->getHeader("sec-websocket-version") != "13";
+}
+
 template <bool SSL>
 void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     typename App<SSL>::template WebSocketBehavior<UserData> behavior;
@@ -69,6 +81,12 @@ void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     void *ctx = b->ctx;
     if (auto cb = b->upgrade) {
         behavior.upgrade = [cb, ctx](Res<SSL> *r, uWS::HttpRequest *q, us_socket_context_t *c) {
+            if (unsupported_version(q)) {
+                // RFC 6455 4.2.2 (and Bun): the handshake is refused with
+                // the version we speak, before `fetch` sees it.
+                r->writeStatus("426 Upgrade Required")->writeHeader("Sec-WebSocket-Version", "13")->end();
+                return;
+            }
             cb(ctx, reinterpret_cast<uws_res_t *>(r), reinterpret_cast<uws_req_t *>(q), c);
         };
     }
