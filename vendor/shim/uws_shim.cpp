@@ -61,14 +61,16 @@ uWS::SocketContextOptions context_options(const uws_tls_options_t *options) {
 
 // A WebSocket handshake (Upgrade: websocket) for a protocol version other
 // than 13, the only one there is (uWebSockets routes any request with a
-// key of the right length here).
+// key of the right length here). Without a version it is no handshake:
+// `fetch` sees it, and refuses it if it tries to upgrade.
 bool unsupported_version(uWS::HttpRequest *q) {
     std::string_view upgrade = q->getHeader("upgrade");
     bool websocket = upgrade.length() == 9;
     for (size_t i = 0; websocket && i < 9; i++) {
         websocket = (upgrade[i] | 0x20) == "websocket"[i];
     }
-    return websocket && q->getHeader("sec-websocket-version") != "13";
+    std::string_view version = q->getHeader("sec-websocket-version");
+    return websocket && version.length() && version != "13";
 }
 
 template <bool SSL>
