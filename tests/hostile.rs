@@ -645,7 +645,7 @@ fn garbage_bytes_get_400_and_a_close() {
 
 /// uWebSockets' HTTP idle timeout (`HTTP_IDLE_TIMEOUT_S`, 10 s) runs on its
 /// 4 s timer: a connection that has not completed a request is closed on
-/// the fourth tick after it opened (patch 0012: never early), 12 to 16 s
+/// the fourth tick after it opened (patch 0013: never early), 12 to 16 s
 /// later (a second of slack on each side here). Bytes that do not complete
 /// a request do not reset it.
 const HTTP_IDLE_MIN: Duration = Duration::from_secs(11);
