@@ -164,3 +164,45 @@ fn a_client_that_leaves_while_its_request_is_pending_aborts_it() {
     let bodies: Vec<String> = c.replies.iter().map(|r| r.text()).collect();
     assert_eq!(bodies, ["/defer/a", "/sync/b"]);
 }
+
+#[test]
+fn many_requests_behind_a_pending_one_are_all_answered_in_order() {
+    // More than the server holds before it stops reading (64 KiB): it
+    // pauses, and reads again once the first answer is out.
+    let handler = Mixed::default();
+    let server = start(WebSocketOptions::default(), handler.clone());
+    let count = 4000;
+    let mut all = get("/hold/first");
+    for i in 0..count {
+        all.push_str(&get(&format!("/sync/{i:05}")));
+    }
+    assert!(all.len() > 100 * 1024);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || s.write_all(all.as_bytes()).unwrap())
+    };
+    wait_for("the held request", || {
+        handler.held.lock().unwrap().len() == 1
+    });
+    let held = handler.held.lock().unwrap().pop().unwrap();
+    held.respond(Response::new("/hold/first")).unwrap();
+    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut replies = Vec::new();
+    while replies.len() < count + 1 {
+        use std::io::Read;
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {} answers", replies.len());
+        bytes.extend_from_slice(&buf[..n]);
+        let (got, used) = common::http::parse_replies(&bytes);
+        replies.extend(got.into_iter().map(|r| r.text()));
+        bytes.drain(..used);
+    }
+    writer.join().unwrap();
+    assert_eq!(replies[0], "/hold/first");
+    for (i, r) in replies[1..].iter().enumerate() {
+        assert_eq!(r, &format!("/sync/{i:05}"));
+    }
+}
