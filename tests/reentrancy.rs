@@ -1,19 +1,45 @@
-//! Randomized re-entrancy: from every place user code runs (handlers,
-//! timers, jobs, body callbacks and body wakers, stream producers, client
-//! events, and the `Drop` of socket data, closures, wakers and handlers),
-//! a generator seeded per run picks actions (stop, stop now, drop the App,
-//! close or terminate a socket, send, publish, subscribe, defer a request,
-//! answer it, upgrade, timers, connect a client, panic, poll or wake a
-//! body, nothing) while raw clients drive the server with random HTTP and
-//! WebSocket traffic from the same seed.
+//! Randomized re-entrancy: from every place user code runs, a generator
+//! seeded per run picks actions, while raw clients drive the server with
+//! random HTTP and WebSocket traffic from the same seed.
+//!
+//! Places (`Place`): `fetch`, `open`, `message`, `close`, `drain`, `ping`,
+//! `pong`, `subscription`, `error`; timers (`set_timeout`,
+//! `set_interval`); handle jobs (`ServerHandle::defer`,
+//! `ClientHandle::defer`); `PendingRequest::on_body` callbacks; body
+//! wakers (`PendingRequest::body()` polled with a `Waker` of ours, woken
+//! by the crate); stream producers (`PendingRequest::stream`);
+//! `with_socket` closures; client events (`uws::connect` on a thread of
+//! its own and on the server's, `Server::connect`); the `Drop` of socket
+//! data, client data, closures, wakers, the handlers; and an "executor"
+//! thread off the loop that holds pending requests.
+//!
+//! Actions (`Action`), each meaning what it can where it runs (a socket's
+//! own `ws` in its handlers, the `Server` where one is given, the
+//! `ServerHandle` and thread-locals elsewhere): stop, stop now, drop the
+//! App (kept in a thread-local of the server's thread), close or terminate
+//! this socket or another (by id), send, publish, subscribe, unsubscribe,
+//! `defer_request`, answer a pending request (respond, stream, upgrade,
+//! `on_body`, drop it, poll it), upgrade, set or clear a timer, connect a
+//! client, panic, queue a job, poll a body, wake or drop a waker we kept,
+//! `with_socket` on another socket (and act inside), nothing. A place runs
+//! one to three of them; a `Drop` that panics is a chosen panic at a drop
+//! place. Each seed draws its own weights, so seeds differ in character
+//! (some stop early, some never; some panic a lot, some never).
 //!
 //! Each seed runs in a child process (this test binary again, with
 //! `UWS_REENTRANCY_CHILD=<seed>`) with a time bound. The child checks what
-//! it can see itself (every value of each kind created is dropped exactly
-//! once, the App's handler is freed, no panic other than the chosen ones,
-//! no HTTP connection answered more often than it asked, no pending
-//! request left when the loop ends, every thread ends) and exits 0; the
-//! parent checks that it did, without a crash, an abort or a hang.
+//! it can see itself and exits 0, 3 (an invariant failed: `VIOLATION`
+//! lines) or 4 (a thread did not end: `HANG`):
+//! - every value of each kind made is dropped exactly once (socket data,
+//!   client data, closures, wakers, handlers; a second drop of one value
+//!   is noticed), so the App was freed (its handler dropped);
+//! - no panic but the chosen ones (a panic that cannot unwind is not);
+//! - `upgrade` refuses a request `defer_request` took, and the converse;
+//! - no pending request left when the loop ends (each was answered or
+//!   aborted), no HTTP connection answered more often than it asked;
+//! - the server's loop, the client's loop and every thread end.
+//! The parent fails the seed on any other exit, on a signal (an abort, a
+//! crash) and at its time bound (a hang). Nothing here times anything.
 //!
 //! ```text
 //! cargo test --release --test reentrancy                 # the fixed seeds
@@ -25,8 +51,10 @@
 //!                                                        # a few seeds under memcheck
 //! ```
 //!
-//! A failing seed prints itself; a seed that found a bug becomes a named
-//! regression test below (`seed_passes(N)`).
+//! A failing seed prints itself (with the child's last actions, `T thread
+//! place action`); one that found a bug becomes a named regression test
+//! below. The threads make a seed's run vary a little from one run to the
+//! next; a changed generator maps seeds to other runs.
 
 mod common;
 
@@ -95,13 +123,39 @@ fn seeded_actions_from_every_place_user_code_runs_keep_the_invariants() {
 
 /// Runs one seed (a named regression test) in a child; panics with how it
 /// ended unless it passed.
-#[allow(dead_code)]
 fn seed_passes(seed: u64) {
     if std::env::var_os("UWS_REENTRANCY_CHILD").is_some() {
         return; // Only the main test serves as a child.
     }
     let failures = run_seeds(&[seed], false, true);
     assert!(failures.is_empty(), "seed {seed} failed");
+}
+
+// Seeds that found bugs, kept as regression tests. Each comment says what
+// the seed's run did before the fix (issue 19); a changed generator maps
+// the seed elsewhere (then pick again with `UWS_REENTRANCY_SEEDS`).
+
+/// Before the gate: a body waker polled the body again inside `wake`
+/// (woken by `on_data` under the body's lock): the server's thread
+/// deadlocked (3 runs of 3 hung; gdb: `deliver` -> `wake` -> `poll` ->
+/// `lock_contended`).
+#[test]
+fn a_body_waker_that_polls_again_inside_wake() {
+    seed_passes(9);
+}
+
+/// Before the gate: a body waker panicked in `wake` inside `on_data`:
+/// "panic in a function that cannot unwind", abort.
+#[test]
+fn a_body_waker_that_panics_inside_wake() {
+    seed_passes(44);
+}
+
+/// Before the gate: `upgrade` after `defer_request` returned true, and
+/// the socket data it then dropped in `on_http` panicked: abort.
+#[test]
+fn socket_data_that_panics_when_an_upgrade_after_a_defer_drops_it() {
+    seed_passes(39);
 }
 
 fn env_u64(name: &str) -> Option<u64> {
