@@ -237,6 +237,7 @@ mod handler;
 mod http;
 mod options;
 mod registry;
+mod runtime;
 mod server;
 mod tls;
 mod upgrade;
