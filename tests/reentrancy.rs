@@ -38,6 +38,7 @@
 //! - no pending request left when the loop ends (each was answered or
 //!   aborted), no HTTP connection answered more often than it asked;
 //! - the server's loop, the client's loop and every thread end.
+//!
 //! The parent fails the seed on any other exit, on a signal (an abort, a
 //! crash) and at its time bound (a hang). Nothing here times anything.
 //!
@@ -206,7 +207,7 @@ impl std::fmt::Display for Outcome {
 
 /// Runs `seeds` two at a time; returns the failures (seed and outcome).
 fn run_seeds(seeds: &[u64], valgrind: bool, verbose: bool) -> Vec<(u64, String)> {
-    let queue = Mutex::new(seeds.iter().copied().collect::<Vec<_>>());
+    let queue = Mutex::new(seeds.to_vec());
     let failures = Mutex::new(Vec::new());
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -256,10 +257,7 @@ fn run_seeds(seeds: &[u64], valgrind: bool, verbose: bool) -> Vec<(u64, String)>
                          {}\n  last lines:\n{tail}",
                         important.join("\n")
                     );
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push((seed, outcome.to_string()));
+                    failures.lock().unwrap().push((seed, outcome.to_string()));
                 }
             });
         }
@@ -751,7 +749,12 @@ fn perform(place: Place, a: Action, cx: &mut Cx<'_, '_>) {
                     ));
                 }
                 if let Some(p) = p {
-                    FETCH.with(|f| f.set(Taken { deferred: true, ..taken }));
+                    FETCH.with(|f| {
+                        f.set(Taken {
+                            deferred: true,
+                            ..taken
+                        })
+                    });
                     adopt(p);
                 }
             }
@@ -771,7 +774,12 @@ fn perform(place: Place, a: Action, cx: &mut Cx<'_, '_>) {
                     ));
                 }
                 if upgraded {
-                    FETCH.with(|f| f.set(Taken { upgraded: true, ..taken }));
+                    FETCH.with(|f| {
+                        f.set(Taken {
+                            upgraded: true,
+                            ..taken
+                        })
+                    });
                 }
             }
             _ => {
@@ -1254,7 +1262,11 @@ impl WebSocketHandler for Handler {
         let handshake = req.is_websocket_upgrade();
         FETCH.with(|f| f.set(Taken::default()));
         if rand(100) < config().defer_rate {
-            perform(Place::Fetch, Action::DeferRequest, &mut Cx::Fetch(req, server));
+            perform(
+                Place::Fetch,
+                Action::DeferRequest,
+                &mut Cx::Fetch(req, server),
+            );
         }
         act(Place::Fetch, &mut Cx::Fetch(req, server));
         // Most handshakes become sockets (after whatever was chosen: a
@@ -1370,7 +1382,10 @@ static CHOSEN_PANICS: AtomicUsize = AtomicUsize::new(0);
 
 fn violation(what: String) {
     println!("VIOLATION: {what}");
-    VIOLATIONS.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+    VIOLATIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(what);
 }
 
 /// Runs seed `seed` and exits the process: 0 when every invariant held,
@@ -1550,7 +1565,10 @@ fn child(seed: u64) -> ! {
         ERRORS.load(SeqCst),
         counts.join(", ")
     );
-    let failed = !VIOLATIONS.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+    let failed = !VIOLATIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty();
     let _ = std::io::stdout().flush();
     std::process::exit(if failed { 3 } else { 0 });
 }
@@ -1640,7 +1658,11 @@ fn answered(got: &[u8], asked: usize) -> bool {
 }
 
 fn session_end(r: &mut Rng) -> Instant {
-    let ms = if config().slow { 4000 } else { 400 + r.below(800) };
+    let ms = if config().slow {
+        4000
+    } else {
+        400 + r.below(800)
+    };
     Instant::now() + Duration::from_millis(ms)
 }
 
@@ -1670,7 +1692,12 @@ fn get(mut s: TcpStream, r: &mut Rng) {
     let slow = r.below(4) == 0;
     let mut ended = false;
     while !ended && Instant::now() < end && !answered(&got, asked) {
-        ended = read_until(&mut s, &mut got, Instant::now() + Duration::from_millis(20), slow);
+        ended = read_until(
+            &mut s,
+            &mut got,
+            Instant::now() + Duration::from_millis(20),
+            slow,
+        );
     }
     check_answers(&got, asked, "GET");
 }
@@ -1708,7 +1735,12 @@ fn post(mut s: TcpStream, r: &mut Rng) {
     let mut got = Vec::new();
     let mut ended = false;
     while !ended && Instant::now() < end && !answered(&got, 1) {
-        ended = read_until(&mut s, &mut got, Instant::now() + Duration::from_millis(20), slow);
+        ended = read_until(
+            &mut s,
+            &mut got,
+            Instant::now() + Duration::from_millis(20),
+            slow,
+        );
     }
     check_answers(&got, 1, "POST");
 }
@@ -1734,7 +1766,12 @@ fn websocket(mut s: TcpStream, r: &mut Rng) {
     let mut got = Vec::new();
     let end = session_end(r);
     while Instant::now() < end && !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        if read_until(&mut s, &mut got, Instant::now() + Duration::from_millis(20), false) {
+        if read_until(
+            &mut s,
+            &mut got,
+            Instant::now() + Duration::from_millis(20),
+            false,
+        ) {
             return;
         }
     }
@@ -1763,7 +1800,12 @@ fn websocket(mut s: TcpStream, r: &mut Rng) {
             return;
         }
         let slow = r.below(3) == 0;
-        if read_until(&mut s, &mut got, Instant::now() + Duration::from_millis(5), slow) {
+        if read_until(
+            &mut s,
+            &mut got,
+            Instant::now() + Duration::from_millis(5),
+            slow,
+        ) {
             return;
         }
     }
