@@ -67,8 +67,7 @@ pub fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
 /// A masked (client) frame: first byte `first`, `payload` masked with
 /// `mask`, the shortest length encoding.
 pub fn masked_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut f = frame(first, &[]);
-    f.truncate(1);
+    let mut f = vec![first];
     let len = payload.len();
     if len < 126 {
         f.push(0x80 | len as u8);
