@@ -55,8 +55,9 @@ uWS::SocketContextOptions context_options(const uws_tls_options_t *options) {
     return o;
 }
 
-template <bool SSL>
-void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
+// `routed`, when given, takes the handshakes instead of b->upgrade.
+template <bool SSL, typename Routed = std::nullptr_t>
+void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b, Routed routed = nullptr) {
     typename App<SSL>::template WebSocketBehavior<UserData> behavior;
     behavior.compression = (uWS::CompressOptions) b->compression;
     behavior.maxPayloadLength = b->max_payload_length;
@@ -67,7 +68,9 @@ void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     behavior.sendPingsAutomatically = b->send_pings_automatically != 0;
     behavior.maxLifetime = b->max_lifetime;
     void *ctx = b->ctx;
-    if (auto cb = b->upgrade) {
+    if constexpr (!std::is_same_v<Routed, std::nullptr_t>) {
+        behavior.upgrade = std::move(routed);
+    } else if (auto cb = b->upgrade) {
         behavior.upgrade = [cb, ctx](Res<SSL> *r, uWS::HttpRequest *q, us_socket_context_t *c) {
             cb(ctx, reinterpret_cast<uws_res_t *>(r), reinterpret_cast<uws_req_t *>(q), c);
         };
