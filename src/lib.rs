@@ -237,6 +237,7 @@ mod handler;
 mod http;
 mod options;
 mod registry;
+mod routes;
 mod server;
 mod tls;
 mod upgrade;
@@ -269,6 +270,7 @@ use libz_sys as _;
 #[cfg(feature = "tls")]
 use openssl_sys as _;
 pub use registry::SocketId;
+pub use routes::{Methods, Route, RouteHandler, Routes};
 pub use server::{serve, serve_threaded, App, OwnedMessage, Server, ServerHandle, TimerId};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;
