@@ -551,14 +551,18 @@ impl<T: 'static> Server<T> {
     }
 
     /// Bun's `server.timeout(req, seconds)`: the idle timeout of this
-    /// request's connection from now on, in seconds (0: none; at most 960,
-    /// more counts as 960). A connection that stays silent that long while
-    /// the request waits for its answer (see [`Server::defer_request`]) is
-    /// closed, and the pending request sees the abort. uWebSockets sets its
-    /// own timeout again when the answer ends or a body chunk arrives.
-    pub fn timeout(&self, req: &Request<'_>, seconds: u32) {
+    /// request's connection while it waits for its answer, in seconds (0:
+    /// none, the default; at most 960, more counts as 960). Call it before
+    /// [`Server::defer_request`]. A connection silent that long is closed,
+    /// and the pending request sees the abort. While a request body
+    /// arrives, uWebSockets' own body timeout (10 s without enough data)
+    /// applies; this one starts again once the body is in. Once answered,
+    /// the connection gets the keep-alive timeout again.
+    pub fn timeout(&self, req: &mut Request<'_>, seconds: u32) {
+        let seconds = seconds.min(960);
+        req.timeout = Some(seconds);
         // SAFETY: `res` is the live response of this request.
-        unsafe { sys::uws_res_timeout(req.ssl, req.res, seconds.min(960)) };
+        unsafe { sys::uws_res_timeout(req.ssl, req.res, seconds) };
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Request<'a> {
     /// The parameter names of the route that took it (crate::routes),
     /// alive while its handler runs.
     pub(crate) params: Option<std::ptr::NonNull<[Box<str>]>>,
+    /// The idle timeout `Server::timeout` set (seconds).
+    pub(crate) timeout: Option<u32>,
     _borrow: PhantomData<&'a mut ()>,
 }
 
@@ -48,6 +50,7 @@ impl<'a> Request<'a> {
             deferred: false,
             server,
             params: None,
+            timeout: None,
             _borrow: PhantomData,
         }
     }
