@@ -173,7 +173,7 @@
 //! |---|---|
 //! | `"/path": new Response(...)` (static) | `.route("/path", Response::new(...))`: answered natively, any method |
 //! | `"/path": (req, server) => ...` | `.route("/path", \|req, server\| ...)`: any method |
-//! | `"/path": { GET, POST, ... }` | `.route("/path", `[`Methods`]`::new().get(..).post(..))`; GET answers HEAD; other methods go to `fetch` |
+//! | `"/path": { GET, POST, ... }` | `.route("/path", `[`Methods`]`::new().get(..).post(..))`; GET answers HEAD; another method falls through to the next matching route, then `fetch` |
 //! | `req.params.id` | [`Request::param`]`("id")` (percent-decoded), [`Request::params`] |
 //! | `"/api/*"` | `.route("/api/*", ...)`: a trailing `*` only |
 //! | `Response.redirect(url[, status])` | [`Response::redirect`] (302), [`Response::redirect_with_status`] |

@@ -74,7 +74,9 @@ impl<T, F: Fn(&mut Request<'_>, &Server<T>) -> Response + 'static> From<F> for R
 
 /// Per-method handlers for one path (Bun's `{ GET: ..., POST: ... }` as a
 /// route value). GET also answers HEAD (without the body) unless HEAD has
-/// its own; a method with no handler goes to `fetch`, as in Bun.
+/// its own. A method with no handler falls through, as in Bun: to the next
+/// route that matches the path (`/api/*` for `DELETE /api/posts`), and to
+/// `fetch` when none does.
 ///
 /// ```
 /// use uws::*;
@@ -187,8 +189,8 @@ impl<T> From<Methods<T>> for Route<T> {
 /// rest of the path (`/api/*` takes `/api/` and `/api/a/b`, not `/api`).
 /// Bun's precedence, segment by segment from the left: an exact segment
 /// before a `:param`, a `:param` before `*`, and `fetch` when nothing
-/// matches. A route matched by path but with no handler for the method
-/// goes to `fetch`.
+/// matches. A route matched by path but with no handler for the method is
+/// passed over: the next match (or `fetch`) takes the request, as in Bun.
 ///
 /// ```
 /// use uws::*;

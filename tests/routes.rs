@@ -252,7 +252,7 @@ fn unmatched_paths_go_to_fetch_and_wildcards_do_not_take_their_parent() {
 }
 
 #[test]
-fn methods_route_get_answers_head_and_other_methods_go_to_fetch() {
+fn methods_route_get_answers_head_and_other_methods_fall_through_like_bun() {
     let (server, counts) = start_counted(|c| {
         Routes::new()
             .route(
@@ -272,18 +272,21 @@ fn methods_route_get_answers_head_and_other_methods_go_to_fetch() {
                     .get(Response::new("get body"))
                     .head(Response::new("").with_header("X-Head", "own")),
             )
-            .route("/*", Response::new("wildcard"))
+            .route("/api/posts", Methods::new().get(Response::new("api posts")))
+            .route("/api/*", Response::new("api wildcard"))
     });
     let mut c = Conn::new(server.port);
     assert_eq!(c.get("/posts").text(), "List posts");
     let r = c.request("POST", "/posts", "x");
     assert_eq!((r.status, r.text()), (201, "created".to_string()));
     assert_eq!(c.request("PURGE", "/posts", "").text(), "purged");
-    // A method the route has no handler for goes to fetch, not to the
-    // wildcard (Bun's fall-through).
+    // A method the route has no handler for falls through, as in Bun: to
+    // the next route that matches, and to fetch when none does.
     assert_eq!(c.request("DELETE", "/posts", "").text(), "fetch DELETE /posts");
     assert_eq!(c.request("post", "/posts", "").text(), "fetch post /posts");
     assert_eq!(counts.fetch.load(SeqCst), 2);
+    assert_eq!(c.get("/api/posts").text(), "api posts");
+    assert_eq!(c.request("DELETE", "/api/posts", "").text(), "api wildcard");
 
     // HEAD: GET's answer without its body (handler and static), then the
     // next response on the same connection starts right after the head.

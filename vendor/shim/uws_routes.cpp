@@ -37,9 +37,10 @@ struct Route {
     }
 };
 
-// The router's user data: which route matched.
+// The router's user data: the method asked for, and what answers it.
 struct Match {
-    int route = -1;
+    std::string_view method;
+    const Action *action = nullptr;
 };
 
 }  // namespace
@@ -74,14 +75,18 @@ struct uws_router_s : std::enable_shared_from_this<uws_router_s> {
             fetch(ctx, r, q, ws_context);
             return;
         }
-        t->router.getUserData().route = -1;
-        const Action *action = nullptr;
         std::string_view method = req->getCaseSensitiveMethod();
+        Match &match = t->router.getUserData();
+        match.method = method;
+        match.action = nullptr;
+        // A route without an answer for this method lets the router go on
+        // to the next one that matches (a wildcard, say), as Bun's does.
+        const Action *action = nullptr;
         if (t->router.route(method, req->getUrl())) {
             // The parameters stay in the table's router until it routes
             // again, which it cannot do before this request's handler returns.
             req->setParameters(t->router.getParameters());
-            action = t->routes[t->router.getUserData().route].find(method);
+            action = match.action;
         }
         if (action && action->prebuilt) {
             res->writeStatus(action->head);
@@ -150,9 +155,10 @@ int uws_routes_add(uws_routes_t *t, const char *pattern, size_t pattern_length) 
     int index = (int) t->routes.size();
     t->routes.emplace_back();
     t->router.add({std::string(uWS::HttpRouter<Match>::ANY_METHOD_TOKEN)}, std::string(pattern, pattern_length),
-                  [index](uWS::HttpRouter<Match> *r) {
-                      r->getUserData().route = index;
-                      return true;
+                  [t, index](uWS::HttpRouter<Match> *r) {
+                      Match &m = r->getUserData();
+                      m.action = t->routes[index].find(m.method);
+                      return m.action != nullptr;
                   });
     return index;
 }

@@ -229,8 +229,9 @@ void uws_routes_set_static(uws_routes_t *routes, int route, const char *method, 
                            const char *head, size_t head_length, const char *body,
                            size_t body_length) UWS_NOEXCEPT;
 /* Route `route` answers `method` (length 0: every method) by calling the
- * router's route handler with `handler`. A method with no entry of its own
- * (HEAD: nor GET's) and no entry for every method goes to fetch. */
+ * router's route handler with `handler`. For a method with no entry of its
+ * own (HEAD: nor GET's) and no entry for every method, the router goes on
+ * to the next route that matches, and fetch when none does. */
 void uws_routes_set_handler(uws_routes_t *routes, int route, const char *method, size_t method_length,
                             uint32_t handler) UWS_NOEXCEPT;
 /* Requests no route takes go to the route handler with `handler` instead
