@@ -2,8 +2,10 @@
 // routes part of uws_shim.h). Part of the uws crate, not upstream code.
 // Included by unity.cpp after uws_shim.cpp, whose helpers it uses.
 
+#include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -48,6 +50,12 @@ struct Match {
 struct uws_routes_s {
     uWS::HttpRouter<Match> router;
     std::vector<Route> routes;
+    // Patterns without `:param` or `*`, by path: a path equal to one is
+    // that route's before any other (exact segments come first all the way
+    // down), so it skips the walk through the tree. The views point into
+    // `patterns`, whose strings never move.
+    std::deque<std::string> patterns;
+    std::unordered_map<std::string_view, int> exact;
     void *user = nullptr;
     bool has_fallback = false;
     uint32_t fallback = 0;
@@ -82,7 +90,13 @@ struct uws_router_s : std::enable_shared_from_this<uws_router_s> {
         // A route without an answer for this method lets the router go on
         // to the next one that matches (a wildcard, say), as Bun's does.
         const Action *action = nullptr;
-        if (t->router.route(method, req->getUrl())) {
+        std::string_view url = req->getUrl();
+        if (auto it = t->exact.find(url); it != t->exact.end()) {
+            action = t->routes[it->second].find(method);
+        }
+        if (action) {
+            req->setParameters({-1, nullptr});
+        } else if (t->router.route(method, url)) {
             // The parameters stay in the table's router until it routes
             // again, which it cannot do before this request's handler returns.
             req->setParameters(t->router.getParameters());
@@ -154,6 +168,11 @@ void uws_routes_free(uws_routes_t *routes) noexcept { delete routes; }
 int uws_routes_add(uws_routes_t *t, const char *pattern, size_t pattern_length) noexcept {
     int index = (int) t->routes.size();
     t->routes.emplace_back();
+    std::string_view p = t->patterns.emplace_back(pattern, pattern_length);
+    bool fixed = p.find("/:") == std::string_view::npos && p.substr(p.length() - std::min<size_t>(p.length(), 2)) != "/*";
+    if (fixed) {
+        t->exact.emplace(p, index);
+    }
     t->router.add({std::string(uWS::HttpRouter<Match>::ANY_METHOD_TOKEN)}, std::string(pattern, pattern_length),
                   [t, index](uWS::HttpRouter<Match> *r) {
                       Match &m = r->getUserData();
