@@ -70,16 +70,18 @@ fn routes(home: &str) -> Routes<()> {
         // "/api/posts": { GET: ..., POST: ... },
         .route(
             "/api/posts",
-            Methods::new()
-                .get(Response::new("List posts"))
-                .post(|req: &mut Request<'_>, server: &Server<()>| {
+            Methods::new().get(Response::new("List posts")).post(
+                |req: &mut Request<'_>, server: &Server<()>| {
                     // The body arrives after the handler returns.
                     if let Some(pending) = server.defer_request(req) {
                         pending.on_body(|_server, body, pending| {
                             let _ = match body {
                                 Ok(body) => pending.respond(
-                                    Response::new(format!("created: {}", String::from_utf8_lossy(body.bytes())))
-                                        .with_status(201),
+                                    Response::new(format!(
+                                        "created: {}",
+                                        String::from_utf8_lossy(body.bytes())
+                                    ))
+                                    .with_status(201),
                                 ),
                                 // Too large: the client got 413 already.
                                 Err(_) => Ok(()),
@@ -87,26 +89,29 @@ fn routes(home: &str) -> Routes<()> {
                         });
                     }
                     Response::new("")
-                }),
+                },
+            ),
         )
         // "/api/*": new Response("Not found", { status: 404 }),
         .route("/api/*", Response::new("Not found").with_status(404))
         // "/blog/hello": Response.redirect("/blog/hello/world"),
         .route("/blog/hello", Response::redirect("/blog/hello/world"))
         // "/ip": (req, server) => new Response(server.requestIP(req).address),
-        .route("/ip", |req: &mut Request<'_>, server: &Server<()>| {
-            match server.request_ip(req) {
+        .route(
+            "/ip",
+            |req: &mut Request<'_>, server: &Server<()>| match server.request_ip(req) {
                 Some(address) => Response::new(address.ip().to_string()),
                 None => Response::new("unix socket"),
-            }
-        })
+            },
+        )
         // "/reload": () => { server.reload({ routes: {..., "/": new Response("Home 2")} }) }
-        .route("/reload", |_: &mut Request<'_>, server: &Server<()>| {
-            match server.reload(routes("Home 2")) {
+        .route(
+            "/reload",
+            |_: &mut Request<'_>, server: &Server<()>| match server.reload(routes("Home 2")) {
                 Ok(()) => Response::new("reloaded"),
                 Err(e) => Response::new(e.to_string()).with_status(500),
-            }
-        })
+            },
+        )
         // "/ws": (req, server) => server.upgrade(req) ? undefined : new Response(...)
         .route("/ws", |req: &mut Request<'_>, server: &Server<()>| {
             if server.upgrade(req, UpgradeOptions::new(())) {

@@ -334,7 +334,9 @@ fn parse_pattern(pattern: &str) -> Result<(Vec<Box<str>>, String), Error> {
         shape.push('/');
         if let Some(name) = segment.strip_prefix(':') {
             if name.is_empty() {
-                return Err(invalid(format!("{pattern:?} has a parameter without a name")));
+                return Err(invalid(format!(
+                    "{pattern:?} has a parameter without a name"
+                )));
             }
             if names.iter().any(|n| &**n == name) {
                 return Err(invalid(format!("{pattern:?} names :{name} twice")));
@@ -382,7 +384,9 @@ fn build<T: 'static>(routes: Routes<T>) -> Result<(Rc<Table<T>>, NativeTable), E
             RouteKind::Any(h) => vec![(String::new(), h)],
             RouteKind::Methods(m) => {
                 if let Some((bad, _)) = m.methods.iter().find(|(m, _)| !valid_method(m)) {
-                    return Err(invalid(format!("{pattern:?}: {bad:?} is not a method name")));
+                    return Err(invalid(format!(
+                        "{pattern:?}: {bad:?} is not a method name"
+                    )));
                 }
                 m.methods
             }
@@ -612,12 +616,7 @@ unsafe extern "C" fn on_route<H: WebSocketHandler>(
     // half of the native table that routed this request, kept alive by the
     // `RouteState` at least until no handler of it runs; tables of a
     // `Server<H::Data>` hold `H::Data` handlers.
-    let (c, table) = unsafe {
-        (
-            &*(c as *const Ctx<H>),
-            &*(user as *const Table<H::Data>),
-        )
-    };
+    let (c, table) = unsafe { (&*(c as *const Ctx<H>), &*(user as *const Table<H::Data>)) };
     c.respond(res, req, ws_context, |request, server| {
         table.call(handler, request, server)
     });

@@ -112,12 +112,18 @@ fn routes_answers_each_route_of_the_issue_list() {
         b"POST /api/posts HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"a\":\"b c\"}",
     );
     assert_eq!(answer(&r), (201, "created: {\"a\":\"b c\"}".into()));
-    assert_eq!(answer(&get("/api/anything/else")), (404, "Not found".into()));
+    assert_eq!(
+        answer(&get("/api/anything/else")),
+        (404, "Not found".into())
+    );
     let r = get("/blog/hello");
     assert_eq!(answer(&r), (302, String::new()));
     assert!(r.contains("\r\nLocation: /blog/hello/world\r\n"), "{r}");
     assert_eq!(answer(&get("/ip")), (200, "127.0.0.1".into()));
-    assert_eq!(answer(&get("/nothing/here")), (404, "Unmatched route".into()));
+    assert_eq!(
+        answer(&get("/nothing/here")),
+        (404, "Unmatched route".into())
+    );
     let mut ws = connect(&format!("ws://127.0.0.1:{port}/ws"));
     ws.send(M::text("echo")).unwrap();
     assert_eq!(recv(&mut ws), M::text("echo"));

@@ -123,7 +123,10 @@ fn start_counted(routes: fn(&Counts) -> Routes<()>) -> (Running<()>, Counts) {
 }
 
 /// A handler route that counts its calls and answers `text`.
-fn counted(counts: &Counts, text: &'static str) -> impl Fn(&mut Request<'_>, &Server<()>) -> Response {
+fn counted(
+    counts: &Counts,
+    text: &'static str,
+) -> impl Fn(&mut Request<'_>, &Server<()>) -> Response {
     let calls = counts.handlers.clone();
     move |_req: &mut Request<'_>, _: &Server<()>| {
         calls.fetch_add(1, SeqCst);
@@ -170,7 +173,10 @@ fn params_are_percent_decoded_and_named_by_the_pattern() {
     let (server, _) = start_counted(|_| {
         Routes::new()
             .route("/users/:id", |req: &mut Request<'_>, _: &Server<()>| {
-                Response::new(format!("Hello User {}!", req.param("id").unwrap_or_default()))
+                Response::new(format!(
+                    "Hello User {}!",
+                    req.param("id").unwrap_or_default()
+                ))
             })
             .route(
                 "/orgs/:org/repos/:repo",
@@ -282,7 +288,10 @@ fn methods_route_get_answers_head_and_other_methods_fall_through_like_bun() {
     assert_eq!(c.request("PURGE", "/posts", "").text(), "purged");
     // A method the route has no handler for falls through, as in Bun: to
     // the next route that matches, and to fetch when none does.
-    assert_eq!(c.request("DELETE", "/posts", "").text(), "fetch DELETE /posts");
+    assert_eq!(
+        c.request("DELETE", "/posts", "").text(),
+        "fetch DELETE /posts"
+    );
     assert_eq!(c.request("post", "/posts", "").text(), "fetch post /posts");
     assert_eq!(counts.fetch.load(SeqCst), 2);
     assert_eq!(c.get("/api/posts").text(), "api posts");
@@ -291,7 +300,12 @@ fn methods_route_get_answers_head_and_other_methods_fall_through_like_bun() {
     // HEAD: GET's answer without its body (handler and static), then the
     // next response on the same connection starts right after the head.
     for (path, length) in [("/posts", 10), ("/static-get", 11)] {
-        c.send(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\nGET /posts HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        c.send(
+            format!(
+                "HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\nGET /posts HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            .as_bytes(),
+        );
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 4096];
         let (head, next) = loop {
@@ -308,7 +322,10 @@ fn methods_route_get_answers_head_and_other_methods_fall_through_like_bun() {
             bytes.extend_from_slice(&chunk[..n]);
         };
         assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(head.contains(&format!("content-length: {length}")), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {length}")),
+            "{head}"
+        );
         assert_eq!(next.text(), "List posts");
     }
     // A route's own HEAD wins over GET's.
@@ -394,11 +411,16 @@ fn route_handlers_upgrade_defer_and_read_bodies_like_fetch() {
     assert!(r.ends_with("fetch GET /nowhere"), "{r}");
     // A body read by a route's deferred request.
     let mut c = Conn::new(server.port);
-    assert_eq!(c.request("POST", "/echo", "some body").text(), "got some body");
+    assert_eq!(
+        c.request("POST", "/echo", "some body").text(),
+        "got some body"
+    );
     // Deferred, answered from another route's handler.
     let mut later = Conn::new(server.port);
     later.send(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
-    wait_for("the deferred request", || c.get("/answer").text() == "answered 1");
+    wait_for("the deferred request", || {
+        c.get("/answer").text() == "answered 1"
+    });
     assert_eq!(later.replies(1)[0].text(), "answered later");
     assert_eq!(counts.fetch.load(SeqCst), 1);
 }
@@ -422,7 +444,10 @@ impl WebSocketHandler for Panicky {
     }
 
     fn error(&self, _: Option<&mut ServerWebSocket<()>>, error: &Error) {
-        assert!(error.to_string().contains("route handler panics"), "{error}");
+        assert!(
+            error.to_string().contains("route handler panics"),
+            "{error}"
+        );
         self.errors.fetch_add(1, SeqCst);
     }
 }
@@ -474,7 +499,11 @@ fn invalid_routes_are_refused_when_serving_and_reloading() {
         }
     }
     // Reloading with a bad table keeps the old one.
-    let app = serve(options(), Fixed(|| Routes::new().route("/", Response::new("old")))).unwrap();
+    let app = serve(
+        options(),
+        Fixed(|| Routes::new().route("/", Response::new("old"))),
+    )
+    .unwrap();
     assert!(app.reload(bad[0]()).is_err());
     assert!(app
         .reload(Routes::new().route("/x", say).route("/x", say))
@@ -513,14 +542,20 @@ fn generation(g: u32, reloads: Rc<Cell<u32>>) -> Routes<()> {
     routes
         .route("/s", Response::new(format!("{g} static")))
         .route("/h/:x", move |req: &mut Request<'_>, _: &Server<()>| {
-            Response::new(format!("{g} handler {}", req.param("x").unwrap_or_default()))
+            Response::new(format!(
+                "{g} handler {}",
+                req.param("x").unwrap_or_default()
+            ))
         })
-        .route("/reload", move |_: &mut Request<'_>, server: &Server<()>| {
-            let n = next.get() + 1;
-            next.set(n);
-            server.reload(generation(n, next.clone())).unwrap();
-            Response::new(format!("{n} reloaded"))
-        })
+        .route(
+            "/reload",
+            move |_: &mut Request<'_>, server: &Server<()>| {
+                let n = next.get() + 1;
+                next.set(n);
+                server.reload(generation(n, next.clone())).unwrap();
+                Response::new(format!("{n} reloaded"))
+            },
+        )
         .fetch(move |req: &mut Request<'_>, _: &Server<()>| {
             Response::new(format!("{g} fetch {}", req.path()))
         })
@@ -588,7 +623,10 @@ fn reload_under_load_drops_no_connection_and_never_mixes_tables() {
     let seen: Vec<usize> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     // The reloads happened while the clients ran (each saw several tables),
     // and afterwards the last table answers.
-    assert!(seen.iter().any(|&n| n > 1), "no client saw a reload: {seen:?}");
+    assert!(
+        seen.iter().any(|&n| n > 1),
+        "no client saw a reload: {seen:?}"
+    );
     let mut c = Conn::new(port);
     assert_eq!(c.get("/s").text(), format!("{RELOADS} static"));
 }
@@ -647,15 +685,21 @@ fn timeout_closes_a_silent_pending_request_and_zero_turns_it_off() {
     );
     let mut short = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     let mut off = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    off.write_all(b"GET /?t=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    short.write_all(b"GET /?t=1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    off.write_all(b"GET /?t=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    short
+        .write_all(b"GET /?t=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     short.set_read_timeout(Some(TIMEOUT)).unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 256];
     match short.read(&mut buf) {
         Ok(0) => {}
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("the timed-out request got {other:?} after {:?}", started.elapsed()),
+        other => panic!(
+            "the timed-out request got {other:?} after {:?}",
+            started.elapsed()
+        ),
     }
     // The same timer sweep would have closed the other one too.
     std::thread::sleep(Duration::from_millis(500));
