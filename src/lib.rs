@@ -341,6 +341,7 @@ mod http;
 mod options;
 mod registry;
 mod routes;
+mod runtime;
 mod server;
 mod tls;
 mod upgrade;

@@ -495,10 +495,10 @@ impl RouteState {
         }
     }
 
-    fn sweep(&self) {
+    /// The replaced tables, none of whose handlers can run now.
+    fn take_retired(&self) -> Vec<Rc<dyn Any>> {
         self.sweep_queued.set(false);
-        let old = std::mem::take(&mut *self.retired.borrow_mut());
-        drop(old);
+        std::mem::take(&mut *self.retired.borrow_mut())
     }
 }
 
@@ -522,9 +522,14 @@ impl Core {
             // usually called from one): its closures go when none can be.
             state.retired.borrow_mut().push(old);
             if !state.sweep_queued.replace(true) {
-                let queued = self
-                    .shared
-                    .push(Box::new(|core: &Core| core.routes.sweep()), false);
+                let queued = self.shared.push(
+                    Box::new(|core: &Core| {
+                        for table in core.routes.take_retired() {
+                            core.dispose(table);
+                        }
+                    }),
+                    false,
+                );
                 if queued.is_err() {
                     state.sweep_queued.set(false);
                 }
