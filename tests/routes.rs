@@ -739,3 +739,44 @@ fn a_reload_from_fetch_takes_effect_for_the_next_request_on_the_connection() {
     let texts: Vec<String> = c.replies(2).iter().map(Reply::text).collect();
     assert_eq!(texts, ["installed", "routed"]);
 }
+
+struct Threaded;
+
+impl WebSocketHandler for Threaded {
+    type Data = ();
+    fn routes(&self) -> Routes<()> {
+        // Made on each thread of the server.
+        let thread = format!("{:?}", std::thread::current().id());
+        Routes::new()
+            .route("/static", Response::new("static"))
+            .route("/thread", move |_: &mut Request<'_>, _: &Server<()>| {
+                Response::new(thread.clone())
+            })
+    }
+    fn fetch(&self, _: &mut Request<'_>, _: &Server<()>) -> Response {
+        Response::new("fetch")
+    }
+}
+
+#[test]
+fn a_server_on_several_threads_routes_on_each() {
+    let server = try_start_threaded(
+        ServeOptions {
+            threads: 2,
+            ..options()
+        },
+        Threaded,
+    )
+    .unwrap();
+    let mut threads = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let mut c = Conn::new(server.port);
+        assert_eq!(c.get("/static").text(), "static");
+        assert_eq!(c.get("/other").text(), "fetch");
+        let thread = c.get("/thread").text();
+        assert!(thread.starts_with("ThreadId("), "{thread}");
+        threads.insert(thread);
+    }
+    // Each thread answers from the routes it made.
+    assert!(!threads.is_empty() && threads.len() <= 2, "{threads:?}");
+}
