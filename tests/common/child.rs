@@ -21,7 +21,7 @@ pub fn is_child(name: &str) -> bool {
 }
 
 /// Runs test `name` of this binary in a child process (under `ulimit -n
-/// fds` when given) and waits up to `timeout`.
+/// -Sn fds` when given) and waits up to `timeout`.
 pub fn child(name: &str, timeout: Duration, fds: Option<u32>) -> Ended {
     let exe = std::env::current_exe().unwrap();
     let args = ["--exact", name, "--nocapture", "--test-threads=1"];
@@ -34,7 +34,7 @@ pub fn child(name: &str, timeout: Duration, fds: Option<u32>) -> Ended {
         Some(n) => {
             let mut c = Command::new("sh");
             c.arg("-c")
-                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
                 .arg(&exe)
                 .args(args);
             c

@@ -309,13 +309,9 @@ void uws_loop_remove_post_handler(uws_loop_t *loop, void *key) noexcept {
 uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) noexcept {
     auto *l = reinterpret_cast<us_loop_t *>(loop);
     us_timer_t *t = us_create_timer(l, fallthrough, sizeof(TimerData));
-    if (!t) {
-        // No descriptor for it (errno says why). uSockets counted a timer
-        // that keeps the loop running in before it failed: count it out,
-        // or the loop would never end. (Its small allocation is lost.)
-        if (!fallthrough) l->num_polls--;
-        return nullptr;
-    }
+    // NULL: no descriptor for it (errno says why); with patch 0012 nothing
+    // was made or counted.
+    if (!t) return nullptr;
     *static_cast<TimerData *>(us_timer_ext(t)) = TimerData{nullptr, nullptr, fallthrough != 0};
     return reinterpret_cast<uws_timer_t *>(t);
 }
