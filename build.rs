@@ -34,6 +34,7 @@ fn main() {
     for file in [
         "uws_shim.h",
         "uws_shim.cpp",
+        "uws_routes.cpp",
         "uws_client.h",
         "uws_client.cpp",
         "uws_kind.hpp",

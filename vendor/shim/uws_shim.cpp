@@ -73,8 +73,16 @@ bool unsupported_version(uWS::HttpRequest *q) {
     return websocket && version.length() && version != "13";
 }
 
+// RFC 6455 4.2.2 (and Bun): a handshake of another version is refused
+// with the version we speak, before `fetch` or a route sees it.
 template <bool SSL>
-void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
+void refuse_version(Res<SSL> *r) {
+    r->writeStatus("426 Upgrade Required")->writeHeader("Sec-WebSocket-Version", "13")->end();
+}
+
+// `routed`, when given, takes the handshakes instead of b->upgrade.
+template <bool SSL, typename Routed = std::nullptr_t>
+void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b, Routed routed = nullptr) {
     typename App<SSL>::template WebSocketBehavior<UserData> behavior;
     behavior.compression = (uWS::CompressOptions) b->compression;
     behavior.maxPayloadLength = b->max_payload_length;
@@ -85,12 +93,19 @@ void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     behavior.sendPingsAutomatically = b->send_pings_automatically != 0;
     behavior.maxLifetime = b->max_lifetime;
     void *ctx = b->ctx;
-    if (auto cb = b->upgrade) {
+    if constexpr (!std::is_same_v<Routed, std::nullptr_t>) {
+        behavior.upgrade = [routed = std::move(routed)](Res<SSL> *r, uWS::HttpRequest *q,
+                                                        us_socket_context_t *c) mutable {
+            if (unsupported_version(q)) {
+                refuse_version(r);
+                return;
+            }
+            routed(r, q, c);
+        };
+    } else if (auto cb = b->upgrade) {
         behavior.upgrade = [cb, ctx](Res<SSL> *r, uWS::HttpRequest *q, us_socket_context_t *c) {
             if (unsupported_version(q)) {
-                // RFC 6455 4.2.2 (and Bun): the handshake is refused with
-                // the version we speak, before `fetch` sees it.
-                r->writeStatus("426 Upgrade Required")->writeHeader("Sec-WebSocket-Version", "13")->end();
+                refuse_version(r);
                 return;
             }
             cb(ctx, reinterpret_cast<uws_res_t *>(r), reinterpret_cast<uws_req_t *>(q), c);
