@@ -52,7 +52,7 @@
 //!     fn message(&self, ws: &mut ServerWebSocket<User>, message: Message<'_>) {
 //!         if let Message::Text(text) = message {
 //!             let line = format!("{}: {text}", ws.data().name);
-//!             ws.server().publish("room", &line, false);
+//!             ws.server().publish("room", &line);
 //!         }
 //!     }
 //!
@@ -165,7 +165,7 @@
 //!         let handle = ws.server().handle();
 //!         std::thread::spawn(move || {
 //!             let answer = format!("{} bytes done", job.len());
-//!             let _ = handle.send(id, OwnedMessage::from(answer), false);
+//!             let _ = handle.send(id, answer);
 //!         });
 //!     }
 //! }
@@ -269,10 +269,10 @@ use libz_sys as _;
 #[cfg(feature = "tls")]
 use openssl_sys as _;
 pub use registry::SocketId;
-pub use server::{serve, serve_threaded, App, OwnedMessage, Server, ServerHandle, TimerId};
+pub use server::{serve, serve_threaded, App, Server, ServerHandle, TimerId};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;
 pub use websocket::{
-    ClientSide, Message, PublishStatus, ReadyState, SendStatus, ServerSide, ServerWebSocket, Side,
-    WebSocket,
+    AsMessage, ClientSide, Message, OwnedMessage, PublishStatus, ReadyState, SendStatus,
+    ServerSide, ServerWebSocket, Side, WebSocket,
 };

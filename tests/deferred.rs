@@ -105,7 +105,7 @@ impl WebSocketHandler for Later {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<Counted>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message);
     }
 
     fn close(&self, _ws: &mut ServerWebSocket<Counted>, _code: u16, _reason: &str) {

@@ -95,7 +95,7 @@ use crate::error::Error;
 ///     }
 ///     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
 ///         // Reaches the room on every server started with the same bus.
-///         ws.server().publish("room", message, false);
+///         ws.server().publish("room", message);
 ///     }
 /// }
 ///
