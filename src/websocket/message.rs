@@ -181,6 +181,11 @@ impl From<Message<'_>> for OwnedMessage {
 ///
 /// Your own types can implement it (one method: borrow the payload as a
 /// [`Message`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a WebSocket message",
+    label = "expected text or bytes",
+    note = "send text as `&str` or `String`, binary as `&[u8]` or `Vec<u8>` (or a `uws::Message`, `uws::OwnedMessage`)"
+)]
 pub trait AsMessage {
     /// The message, borrowed for the call.
     fn as_message(&self) -> Message<'_>;
