@@ -98,6 +98,14 @@ pub enum Error {
         /// The limit that was reached.
         limit: usize,
     },
+    /// [`PendingRequest::upgrade`](crate::PendingRequest::upgrade) was
+    /// called on a request that is not a WebSocket handshake (no
+    /// `Upgrade: websocket`, `Connection: upgrade`, a valid
+    /// `Sec-WebSocket-Key` and version 13); the client was answered 400.
+    /// Check [`PendingRequest::is_websocket_upgrade`](crate::PendingRequest::is_websocket_upgrade)
+    /// first to answer such requests another way.
+    #[error("the request is not a WebSocket handshake")]
+    NotWebSocketHandshake,
     /// A client connection's host name did not resolve.
     #[error("could not resolve {host}: {source}")]
     Dns {
