@@ -114,7 +114,7 @@ impl ClientHandler for Recorder {
                 .push(format!("error-state:{}", ws.ready_state().to_bun()));
         }
         self.log.push(format!("error:{error}"));
-        self.errors.lock().unwrap().push(format!("{error:?}"));
+        self.errors.lock().unwrap().push(format!("{error:#?}"));
     }
 }
 
