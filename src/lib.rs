@@ -6,6 +6,22 @@
 //! JavaScript on the message path; and Bun's client, `new WebSocket(url)`,
 //! on the same core ([`connect`], see [A client](#a-client)).
 //!
+//! ## Install
+//!
+//! ```toml
+//! [dependencies]
+//! uws = "0.1"
+//! # wss:// and https:// through the system's OpenSSL 3:
+//! # uws = { version = "0.1", features = ["tls"] }
+//! # pub/sub across servers through Redis or NATS:
+//! # uws = { version = "0.1", features = ["redis"] }   # or "nats"
+//! ```
+//!
+//! A default build needs the Rust toolchain and a C/C++ compiler (gcc/g++
+//! or clang, C++17): the pinned uWebSockets sources come through cargo and
+//! are compiled by `build.rs`; nothing else to install. What each feature
+//! adds and needs: [Cargo features](#cargo-features).
+//!
 //! ## A Bun server and its Rust port
 //!
 //! ```js
@@ -185,6 +201,23 @@
 //! [`ServeOptions::queue_limit`] at a time ([`Error::QueueFull`] past it);
 //! the status of a queued send or publish is not reported back.
 //!
+//! ## Cargo features
+//!
+//! None is on by default.
+//!
+//! | feature | turns on | needs on the machine |
+//! |---|---|---|
+//! | `tls` | `wss://` and `https://`: [`ServeOptions::tls`] with [`TlsOptions`], `wss://` URLs for [`connect`] (without it both are an [`Error::InvalidOption`]) | OpenSSL 3 headers and `pkg-config` (Debian: `libssl-dev pkg-config`) |
+//! | `tls-vendored` | `tls`, with OpenSSL built from source and linked statically | `perl` and `make` (no OpenSSL headers) |
+//! | `redis` | `Bus::redis`, `Bus::redis_cluster` (see [`Bus`]): pub/sub across servers through Redis ([Across servers](#across-servers)) | Rust 1.88; a Redis server to talk to |
+//! | `nats` | `Bus::nats`: the same through NATS | Rust 1.89; a NATS server to talk to |
+//! | `bindgen` | regenerates `src/sys.rs` from the shim header at build time (for work on the crate itself) | libclang (Debian: `libclang-dev`) |
+//!
+//! Permessage-deflate is always built in (zlib from source through
+//! `libz-sys`; see [`PerMessageDeflate`]). The bus features bring their
+//! clients' dependencies (a tokio runtime on the bridge's own thread);
+//! a default build compiles none of them.
+//!
 //! ## What makes it sound
 //!
 //! Safe code cannot reach freed memory through this API. These invariants
@@ -228,6 +261,8 @@
 //! in `fetch` answers 500). This needs `panic = "unwind"` (the default);
 //! with `panic = "abort"` a handler panic ends the process.
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): badges on feature-gated items.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bus;
 mod client;
