@@ -91,8 +91,9 @@
 //! | `fetch`, `websocket: { open, message, close, drain, ping, pong }` | methods of [`WebSocketHandler`] |
 //! | `server.upgrade(req, { data, headers })` | [`Server::upgrade`] with [`UpgradeOptions`] |
 //! | `ws.data` | [`ServerWebSocket::data`] / [`data_mut`](ServerWebSocket::data_mut) |
+//! | `ws.send(msg)`, `ws.send(msg, true)` | [`ws.send(msg)`](WebSocket::send), [`ws.send_compressed(msg)`](WebSocket::send_compressed): `msg` is anything [`AsMessage`] (`&str`, `String`, `&[u8]`, `Vec<u8>`, ...) |
 //! | `ws.send()` → `N` / `-1` / `0` | [`SendStatus::Sent`] / [`Backpressure`](SendStatus::Backpressure) / [`Dropped`](SendStatus::Dropped) |
-//! | `server.publish`, `ws.publish`, `subscriberCount` | [`Server::publish`], [`ServerWebSocket::publish`], [`Server::subscriber_count`] |
+//! | `server.publish`, `ws.publish`, `subscriberCount` | [`Server::publish`], [`ServerWebSocket::publish`] (`_compressed` for `compress: true`), [`Server::subscriber_count`] |
 //! | `server.stop()`, `server.stop(true)` | [`Server::stop`] (closes with 1001), [`Server::stop_now`] |
 //! | `server.pendingWebSockets` | [`Server::pending_websockets`] |
 //! | a Redis subscriber calling `server.publish` | [`ServeOptions::bus`]: `Bus::redis`, `Bus::nats` |
