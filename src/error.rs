@@ -239,6 +239,11 @@ impl std::fmt::Debug for Structured<'_> {
                 .field("handler", handler)
                 .field("message", message)
                 .finish(),
+            Error::Resources { what, source } => f
+                .debug_struct("Resources")
+                .field("what", what)
+                .field("source", source)
+                .finish(),
             Error::NotRunning => f.write_str("NotRunning"),
             Error::Aborted => f.write_str("Aborted"),
             Error::BodyTooLarge { limit } => f
