@@ -40,8 +40,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use uws::{
-    serve, Message, OwnedMessage, PendingRequest, Request, Response, ServeOptions, Server,
-    ServerHandle, ServerWebSocket, SocketId, UpgradeOptions, WebSocketHandler,
+    serve, Message, PendingRequest, Request, Response, ServeOptions, Server, ServerHandle,
+    ServerWebSocket, SocketId, UpgradeOptions, WebSocketHandler,
 };
 
 /// Who a socket belongs to.
@@ -141,9 +141,9 @@ fn saver(handle: mpsc::Receiver<ServerHandle<User>>, delay: Duration) -> mpsc::S
         let mut database: Vec<(String, String)> = Vec::new();
         for save in rx {
             std::thread::sleep(delay);
-            let ack = OwnedMessage::from(format!("saved: {}", save.text));
+            let ack = format!("saved: {}", save.text);
             database.push((save.user, save.text));
-            let _ = handle.send(save.id, ack, false);
+            let _ = handle.send(save.id, ack);
         }
     });
     tx

@@ -100,7 +100,11 @@ impl ClientHandler for Cases {
     type Data = ();
 
     fn message(&self, ws: &mut ClientWebSocket<()>, message: Message<'_>) {
-        ws.send(message, self.compress);
+        if self.compress {
+            ws.send_compressed(message);
+        } else {
+            ws.send(message);
+        }
     }
 
     fn close(&self, _ws: &mut ClientWebSocket<()>, _code: u16, _reason: &str) {

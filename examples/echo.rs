@@ -57,7 +57,11 @@ impl WebSocketHandler for Echo {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, self.compress);
+        if self.compress {
+            ws.send_compressed(message);
+        } else {
+            ws.send(message);
+        }
     }
 }
 

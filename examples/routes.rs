@@ -135,7 +135,7 @@ impl WebSocketHandler for Site {
 
     // websocket: { message(ws, m) { ws.send(m) } }
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message);
     }
 }
 

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use uws::{
-    serve, OwnedMessage, Request, Response, ServeOptions, Server, ServerWebSocket, UpgradeOptions,
+    serve, Request, Response, ServeOptions, Server, ServerWebSocket, UpgradeOptions,
     WebSocketHandler,
 };
 
@@ -95,10 +95,7 @@ async fn main() {
         interval.tick().await;
         n += 1;
         // Fails once the server has stopped.
-        if handle
-            .publish("ticks", OwnedMessage::from(format!("tick {n}")), false)
-            .is_err()
-        {
+        if handle.publish("ticks", format!("tick {n}")).is_err() {
             break;
         }
     }

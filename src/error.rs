@@ -8,6 +8,12 @@ use std::path::PathBuf;
 /// Bad option values are reported here instead of reaching uWebSockets,
 /// which would abort the process on some of them.
 ///
+/// Its `Debug` form is the sentence of its `Display` (plus any cause the
+/// sentence does not already say), so `fn main() -> Result<(), uws::Error>`
+/// ends with `Error: could not listen on 0.0.0.0:3000: Address already in
+/// use (os error 98)`, not with a struct dump. `{:#?}` gives the
+/// structured form, `Listen { address: "0.0.0.0:3000", source: Os { .. } }`.
+///
 /// ```
 /// use uws::{serve, Error, Request, Response, ServeOptions, Server, WebSocketHandler, WebSocketOptions};
 ///
@@ -28,7 +34,7 @@ use std::path::PathBuf;
 ///     other => panic!("expected an error, got {other:?}"),
 /// }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An option is out of range or inconsistent.
@@ -108,6 +114,14 @@ pub enum Error {
         /// The limit that was reached.
         limit: usize,
     },
+    /// [`PendingRequest::upgrade`](crate::PendingRequest::upgrade) was
+    /// called on a request that is not a WebSocket handshake (no
+    /// `Upgrade: websocket`, `Connection: upgrade`, a valid
+    /// `Sec-WebSocket-Key` and version 13); the client was answered 400.
+    /// Check [`PendingRequest::is_websocket_upgrade`](crate::PendingRequest::is_websocket_upgrade)
+    /// first to answer such requests another way.
+    #[error("the request is not a WebSocket handshake")]
+    NotWebSocketHandshake,
     /// A client connection's host name did not resolve.
     #[error("could not resolve {host}: {source}")]
     Dns {
@@ -166,4 +180,183 @@ pub enum Error {
         /// What happened, with the bus's URL (never its password).
         reason: String,
     },
+}
+
+/// `{:?}`: the sentence and its causes, as `main` shows them; `{:#?}`: the
+/// variant and its fields.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.alternate() {
+            // One line, as a derived Debug prints it with `{:?}`.
+            return write!(f, "{:?}", Structured(self));
+        }
+        let sentence = self.to_string();
+        f.write_str(&sentence)?;
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !sentence.contains(&text) {
+                causes.push(text);
+            }
+            source = cause.source();
+        }
+        if !causes.is_empty() {
+            f.write_str("\n\nCaused by:")?;
+            for (n, cause) in causes.iter().enumerate() {
+                write!(f, "\n    {n}: {cause}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The derived-style Debug of an [`Error`].
+struct Structured<'a>(&'a Error);
+
+impl std::fmt::Debug for Structured<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Error::InvalidOption { name, reason } => f
+                .debug_struct("InvalidOption")
+                .field("name", name)
+                .field("reason", reason)
+                .finish(),
+            Error::Create(why) => f.debug_tuple("Create").field(why).finish(),
+            Error::Listen { address, source } => f
+                .debug_struct("Listen")
+                .field("address", address)
+                .field("source", source)
+                .finish(),
+            Error::Tls { path, reason } => f
+                .debug_struct("Tls")
+                .field("path", path)
+                .field("reason", reason)
+                .finish(),
+            Error::UnixPath(path) => f.debug_tuple("UnixPath").field(path).finish(),
+            Error::HandlerPanic { handler, message } => f
+                .debug_struct("HandlerPanic")
+                .field("handler", handler)
+                .field("message", message)
+                .finish(),
+            Error::Resources { what, source } => f
+                .debug_struct("Resources")
+                .field("what", what)
+                .field("source", source)
+                .finish(),
+            Error::NotRunning => f.write_str("NotRunning"),
+            Error::Aborted => f.write_str("Aborted"),
+            Error::BodyTooLarge { limit } => f
+                .debug_struct("BodyTooLarge")
+                .field("limit", limit)
+                .finish(),
+            Error::QueueFull { limit } => {
+                f.debug_struct("QueueFull").field("limit", limit).finish()
+            }
+            Error::NotWebSocketHandshake => f.write_str("NotWebSocketHandshake"),
+            Error::Dns { host, source } => f
+                .debug_struct("Dns")
+                .field("host", host)
+                .field("source", source)
+                .finish(),
+            Error::Connect { url, source } => f
+                .debug_struct("Connect")
+                .field("url", url)
+                .field("source", source)
+                .finish(),
+            Error::TlsHandshake { url, reason } => f
+                .debug_struct("TlsHandshake")
+                .field("url", url)
+                .field("reason", reason)
+                .finish(),
+            Error::Handshake {
+                url,
+                status,
+                reason,
+            } => f
+                .debug_struct("Handshake")
+                .field("url", url)
+                .field("status", status)
+                .field("reason", reason)
+                .finish(),
+            Error::Bus { state, reason } => f
+                .debug_struct("Bus")
+                .field("state", state)
+                .field("reason", reason)
+                .finish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_use() -> Error {
+        Error::Listen {
+            address: "0.0.0.0:3000".into(),
+            source: std::io::Error::from_raw_os_error(98),
+        }
+    }
+
+    #[test]
+    fn debug_is_the_sentence_and_alternate_debug_the_structure() {
+        let e = in_use();
+        let sentence = e.to_string();
+        assert!(
+            sentence.starts_with("could not listen on 0.0.0.0:3000: "),
+            "{sentence}"
+        );
+        assert_eq!(format!("{e:?}"), sentence);
+        let structured = format!("{e:#?}");
+        assert!(
+            structured.starts_with("Listen { address: \"0.0.0.0:3000\", source: Os { code: 98"),
+            "{structured}"
+        );
+        assert_eq!(format!("{:#?}", Error::NotRunning), "NotRunning");
+        assert_eq!(
+            format!("{:#?}", Error::QueueFull { limit: 3 }),
+            "QueueFull { limit: 3 }"
+        );
+    }
+
+    #[test]
+    fn causes_the_sentence_does_not_say_are_listed() {
+        #[derive(Debug)]
+        struct Root;
+        impl std::fmt::Display for Root {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the root cause")
+            }
+        }
+        impl std::error::Error for Root {}
+        let e = Error::Connect {
+            url: "ws://x/".into(),
+            source: std::io::Error::other(Root),
+        };
+        // io::Error::other displays its inner error, so the sentence says
+        // it already, and Root has no cause of its own.
+        assert_eq!(format!("{e:?}"), e.to_string());
+        // A cause that the sentence leaves out is listed.
+        #[derive(Debug)]
+        struct Outer(Root);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("refused")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Error::Connect {
+            url: "ws://x/".into(),
+            source: std::io::Error::other(Outer(Root)),
+        };
+        assert_eq!(
+            format!("{e:?}"),
+            "could not connect to ws://x/: refused\n\nCaused by:\n    0: the root cause"
+        );
+    }
 }

@@ -34,7 +34,7 @@ use crate::websocket::{Message, ServerWebSocket};
 ///
 ///     // message(ws, message) { ws.send(message) }
 ///     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-///         ws.send(message, false);
+///         ws.send(message);
 ///     }
 /// }
 ///

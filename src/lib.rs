@@ -6,6 +6,22 @@
 //! JavaScript on the message path; and Bun's client, `new WebSocket(url)`,
 //! on the same core ([`connect`], see [A client](#a-client)).
 //!
+//! ## Install
+//!
+//! ```toml
+//! [dependencies]
+//! uws = "0.1"
+//! # wss:// and https:// through the system's OpenSSL 3:
+//! # uws = { version = "0.1", features = ["tls"] }
+//! # pub/sub across servers through Redis or NATS:
+//! # uws = { version = "0.1", features = ["redis"] }   # or "nats"
+//! ```
+//!
+//! A default build needs the Rust toolchain and a C/C++ compiler (gcc/g++
+//! or clang, C++17): the pinned uWebSockets sources come through cargo and
+//! are compiled by `build.rs`; nothing else to install. What each feature
+//! adds and needs: [Cargo features](#cargo-features).
+//!
 //! ## A Bun server and its Rust port
 //!
 //! ```js
@@ -52,7 +68,7 @@
 //!     fn message(&self, ws: &mut ServerWebSocket<User>, message: Message<'_>) {
 //!         if let Message::Text(text) = message {
 //!             let line = format!("{}: {text}", ws.data().name);
-//!             ws.server().publish("room", &line, false);
+//!             ws.server().publish("room", &line);
 //!         }
 //!     }
 //!
@@ -75,8 +91,9 @@
 //! | `fetch`, `websocket: { open, message, close, drain, ping, pong }` | methods of [`WebSocketHandler`] |
 //! | `server.upgrade(req, { data, headers })` | [`Server::upgrade`] with [`UpgradeOptions`] |
 //! | `ws.data` | [`ServerWebSocket::data`] / [`data_mut`](ServerWebSocket::data_mut) |
+//! | `ws.send(msg)`, `ws.send(msg, true)` | [`ws.send(msg)`](WebSocket::send), [`ws.send_compressed(msg)`](WebSocket::send_compressed): `msg` is anything [`AsMessage`] (`&str`, `String`, `&[u8]`, `Vec<u8>`, ...) |
 //! | `ws.send()` → `N` / `-1` / `0` | [`SendStatus::Sent`] / [`Backpressure`](SendStatus::Backpressure) / [`Dropped`](SendStatus::Dropped) |
-//! | `server.publish`, `ws.publish`, `subscriberCount` | [`Server::publish`], [`ServerWebSocket::publish`], [`Server::subscriber_count`] |
+//! | `server.publish`, `ws.publish`, `subscriberCount` | [`Server::publish`], [`ServerWebSocket::publish`] (`_compressed` for `compress: true`), [`Server::subscriber_count`] |
 //! | `server.stop()`, `server.stop(true)` | [`Server::stop`] (closes with 1001), [`Server::stop_now`] |
 //! | `server.pendingWebSockets` | [`Server::pending_websockets`] |
 //! | a Redis subscriber calling `server.publish` | [`ServeOptions::bus`]: `Bus::redis`, `Bus::nats` |
@@ -268,7 +285,7 @@
 //!         let handle = ws.server().handle();
 //!         std::thread::spawn(move || {
 //!             let answer = format!("{} bytes done", job.len());
-//!             let _ = handle.send(id, OwnedMessage::from(answer), false);
+//!             let _ = handle.send(id, answer);
 //!         });
 //!     }
 //! }
@@ -287,6 +304,23 @@
 //! Calls through a handle are queued to the server's loop, at most
 //! [`ServeOptions::queue_limit`] at a time ([`Error::QueueFull`] past it);
 //! the status of a queued send or publish is not reported back.
+//!
+//! ## Cargo features
+//!
+//! None is on by default.
+//!
+//! | feature | turns on | needs on the machine |
+//! |---|---|---|
+//! | `tls` | `wss://` and `https://`: [`ServeOptions::tls`] with [`TlsOptions`], `wss://` URLs for [`connect`] (without it both are an [`Error::InvalidOption`]) | OpenSSL 3 headers and `pkg-config` (Debian: `libssl-dev pkg-config`) |
+//! | `tls-vendored` | `tls`, with OpenSSL built from source and linked statically | `perl` and `make` (no OpenSSL headers) |
+//! | `redis` | `Bus::redis`, `Bus::redis_cluster` (see [`Bus`]): pub/sub across servers through Redis ([Across servers](#across-servers)) | Rust 1.88; a Redis server to talk to |
+//! | `nats` | `Bus::nats`: the same through NATS | Rust 1.89; a NATS server to talk to |
+//! | `bindgen` | regenerates `src/sys.rs` from the shim header at build time (for work on the crate itself) | libclang (Debian: `libclang-dev`) |
+//!
+//! Permessage-deflate is always built in (zlib from source through
+//! `libz-sys`; see [`PerMessageDeflate`]). The bus features bring their
+//! clients' dependencies (a tokio runtime on the bridge's own thread);
+//! a default build compiles none of them.
 //!
 //! ## What makes it sound
 //!
@@ -347,6 +381,8 @@
 //! with `panic = "abort"` a handler panic ends the process.
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
+// docs.rs (`--cfg docsrs`, nightly): badges on feature-gated items.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bus;
 mod client;
@@ -391,10 +427,10 @@ use libz_sys as _;
 use openssl_sys as _;
 pub use registry::SocketId;
 pub use routes::{Methods, Route, RouteHandler, Routes};
-pub use server::{serve, serve_threaded, App, OwnedMessage, Server, ServerHandle, TimerId};
+pub use server::{serve, serve_threaded, App, Server, ServerHandle, TimerId};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;
 pub use websocket::{
-    ClientSide, Message, PublishStatus, ReadyState, SendStatus, ServerSide, ServerWebSocket, Side,
-    WebSocket,
+    AsMessage, ClientSide, Message, OwnedMessage, PublishStatus, ReadyState, SendStatus,
+    ServerSide, ServerWebSocket, Side, WebSocket,
 };

@@ -128,7 +128,9 @@ pub struct WebSocketOptions {
     /// (Bun's `perMessageDeflate`). `None` (the default) is Bun's `false`;
     /// `Some(PerMessageDeflate::default())` is Bun's `true`. Clients that do
     /// not offer it still connect, uncompressed. Only sends asked to
-    /// compress (`send(data, true)`, `publish(.., true)`) are compressed.
+    /// compress are compressed: `send_compressed(data)`,
+    /// `publish_compressed(topic, data)` (Bun's `send(data, true)`,
+    /// `publish(topic, data, true)`); see [`PerMessageDeflate`].
     pub per_message_deflate: Option<PerMessageDeflate>,
     /// Minutes after which a socket is closed whatever it does (uWebSockets'
     /// `maxLifetime`, hidden by Bun). `0` turns it off; at most 240.
@@ -189,6 +191,35 @@ impl Default for WebSocketOptions {
 ///     ..Default::default()
 /// };
 /// # let _ = options;
+/// ```
+///
+/// ## Sending compressed
+///
+/// As in Bun, negotiating the extension compresses nothing by itself:
+/// each send says whether to compress. The plain calls never compress;
+/// their `_compressed` twins do, on connections that negotiated the
+/// extension (elsewhere they send the message as is).
+///
+/// | Bun | uws |
+/// |---|---|
+/// | `ws.send(msg)` | [`ws.send(msg)`](crate::WebSocket::send) |
+/// | `ws.send(msg, true)` | [`ws.send_compressed(msg)`](crate::WebSocket::send_compressed) |
+/// | `ws.publish(topic, msg, true)` | [`ws.publish_compressed(topic, msg)`](crate::ServerWebSocket::publish_compressed) |
+/// | `server.publish(topic, msg, true)` | [`server.publish_compressed(topic, msg)`](crate::Server::publish_compressed) |
+/// | (from another thread) | [`ServerHandle::send_compressed`](crate::ServerHandle::send_compressed), [`publish_compressed`](crate::ServerHandle::publish_compressed), [`ClientHandle::send_compressed`](crate::ClientHandle::send_compressed) |
+///
+/// ```no_run
+/// # use uws::*;
+/// # struct Feed;
+/// # impl WebSocketHandler for Feed {
+/// #   type Data = ();
+/// #   fn fetch(&self, _: &mut Request<'_>, _: &Server<()>) -> Response { Response::new("") }
+/// // message(ws, msg) { ws.send(bigReport(), true); ws.send("ok"); }
+/// fn message(&self, ws: &mut ServerWebSocket<()>, _msg: Message<'_>) {
+///     ws.send_compressed("a long report ".repeat(100)); // deflated
+///     ws.send("ok"); // small: not worth compressing
+/// }
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PerMessageDeflate {

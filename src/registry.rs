@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 ///     fn open(&self, ws: &mut ServerWebSocket<()>) {
 ///         let id: SocketId = ws.id();
 ///         // Later, from a timer or another socket's handler:
-///         //   ws.server().send(id, "hello", false);
+///         //   ws.server().send(id, "hello");
 ///         // and from another thread, through a ServerHandle:
-///         //   handle.send(id, OwnedMessage::from("hello"), false);
+///         //   handle.send(id, "hello");
 ///         let _ = id;
 ///     }
 /// }

@@ -85,7 +85,7 @@ impl WebSocketHandler for Hot {
     fn message(&self, ws: &mut ServerWebSocket<Line>, message: Message<'_>) {
         match message {
             Message::Binary(_) => {
-                ws.send(message, false);
+                ws.send(message);
             }
             Message::Text(t) => {
                 let line = ws.data_mut();
@@ -97,10 +97,10 @@ impl WebSocketHandler for Hot {
                 // for publish: no allocation, just pointer moves.
                 let text = std::mem::take(&mut ws.data_mut().text);
                 if flip {
-                    ws.publish("room", text.as_str(), false);
+                    ws.publish("room", text.as_str());
                     ws.send_text(&text);
                 } else {
-                    ws.server().publish("room", text.as_str(), false);
+                    ws.server().publish("room", text.as_str());
                 }
                 ws.data_mut().text = text;
             }

@@ -89,7 +89,7 @@ impl WebSocketHandler for Counts {
 
     fn message(&self, ws: &mut ServerWebSocket<Data>, message: Message<'_>) {
         self.messages.fetch_add(1, Ordering::SeqCst);
-        ws.send(message, false);
+        ws.send(message);
     }
 
     fn close(&self, _ws: &mut ServerWebSocket<Data>, code: u16, _reason: &str) {

@@ -385,7 +385,7 @@ fn handles_send_and_close_from_other_threads() {
     // it is sent; either way nothing breaks. After open it arrives.
     wait_for("open", || recorder.log.has("open:"));
     handle
-        .send(OwnedMessage::from("echo from another thread"), false)
+        .send(OwnedMessage::from("echo from another thread"))
         .unwrap();
     wait_for("the echo", || {
         recorder.log.has("message:from another thread")
@@ -410,7 +410,7 @@ fn handles_send_and_close_from_other_threads() {
     );
     wait_for("the server's close", || probe.has("close:h:4000:from afar"));
     assert!(matches!(
-        handle.send(OwnedMessage::from("x"), false),
+        handle.send(OwnedMessage::from("x")),
         Err(Error::NotRunning)
     ));
 }
@@ -495,7 +495,10 @@ fn compression_is_negotiated_and_used() {
             self.0
                 .push(format!("extensions:{}", ws.extensions().unwrap_or("none")));
             let long = "echo ".to_string() + &"compressible ".repeat(500);
-            assert_eq!(ws.send(long.as_str(), true), SendStatus::Sent(long.len()));
+            assert_eq!(
+                ws.send_compressed(long.as_str()),
+                SendStatus::Sent(long.len())
+            );
         }
         fn message(&self, ws: &mut ClientWebSocket<()>, message: Message<'_>) {
             self.0.push(format!("message:{}", message.len()));
@@ -577,7 +580,7 @@ impl ClientHandler for Up {
             Message::Text(t) => OwnedMessage::from(t),
             Message::Binary(b) => OwnedMessage::from(b.to_vec()),
         };
-        let _ = ws.data().server.send(ws.data().downstream, m, false);
+        let _ = ws.data().server.send(ws.data().downstream, m);
     }
 }
 
@@ -606,7 +609,7 @@ impl WebSocketHandler for ProxyHandler {
         let up = self.0.upstreams.lock().unwrap();
         let (_, up) = up.iter().find(|(id, _)| *id == ws.id()).unwrap();
         // On the loop's thread: straight to the upstream socket.
-        let status = up.send_now(message, false);
+        let status = up.send_now(message);
         assert!(matches!(status, SendStatus::Sent(_)), "{status:?}");
     }
 }

@@ -43,7 +43,7 @@ impl WebSocketHandler for Later {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message);
     }
 }
 

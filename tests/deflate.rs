@@ -22,7 +22,7 @@ impl WebSocketHandler for Echo {
         accept_upgrade(req, server)
     }
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, true);
+        ws.send_compressed(message);
     }
     fn close(&self, _ws: &mut ServerWebSocket<()>, code: u16, reason: &str) {
         self.log.lock().unwrap().push(format!("{code}:{reason}"));

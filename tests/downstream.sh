@@ -143,6 +143,10 @@ package_crate() {
         vendor/patches vendor/shim/unity.cpp README.md; do
         [[ -e "$PACKAGED/$needed" ]] || die "the package lacks $needed"
     done
+    # Tests and benches stay in the repository (Cargo.toml `include`).
+    for unwanted in tests benches; do
+        [[ ! -e "$PACKAGED/$unwanted" ]] || die "the package ships $unwanted/"
+    done
 }
 
 step_workspace() {

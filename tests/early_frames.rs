@@ -33,7 +33,7 @@ impl WebSocketHandler for Echo {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message);
     }
 }
 

@@ -36,7 +36,7 @@ impl WebSocketHandler for Echo {
         Response::new("no").with_status(400)
     }
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message);
     }
 }
 
@@ -137,7 +137,7 @@ fn connect_by_name_with_a_full_queue(
             Counted(other),
         )
         .unwrap();
-        while filler.send(OwnedMessage::from("x"), false).is_ok() {}
+        while filler.send(OwnedMessage::from("x")).is_ok() {}
         let options = ConnectOptions {
             connect_timeout,
             ..Default::default()
@@ -501,7 +501,7 @@ fn bus_drops_on_several_threads_keep_the_count_and_the_bridge() {
     phandle
         .defer(|s| {
             for i in 0..BURST {
-                s.publish("room", format!("m{i}").as_str(), false);
+                s.publish("room", format!("m{i}").as_str());
             }
         })
         .unwrap();

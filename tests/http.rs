@@ -89,7 +89,7 @@ impl WebSocketHandler for Site {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<String>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message);
     }
 
     fn error(&self, _ws: Option<&mut ServerWebSocket<String>>, error: &Error) {
@@ -401,7 +401,7 @@ fn another_thread_can_publish_through_a_handle() {
     let handle = server.handle.clone();
     std::thread::spawn(move || {
         handle
-            .publish("news", OwnedMessage::from("from a thread"), false)
+            .publish("news", OwnedMessage::from("from a thread"))
             .unwrap()
     })
     .join()

@@ -293,11 +293,7 @@ fn stale_ids_on_threads(call: impl Fn(&ServerHandle<()>, SocketId)) {
 
 #[test]
 fn threaded_send_to_a_closed_socket_ends() {
-    stale_ids_on_threads(|handle, id| {
-        handle
-            .send(id, OwnedMessage::from("to nobody"), false)
-            .unwrap()
-    });
+    stale_ids_on_threads(|handle, id| handle.send(id, OwnedMessage::from("to nobody")).unwrap());
 }
 
 #[test]
@@ -307,7 +303,7 @@ fn threaded_server_send_to_a_closed_socket_of_the_other_thread_ends() {
     stale_ids_on_threads(|handle, id| {
         handle
             .defer(move |s| {
-                s.send(id, "to nobody", false);
+                s.send(id, "to nobody");
             })
             .unwrap()
     });
@@ -487,7 +483,7 @@ mod bus_down {
         type Data = Counted;
 
         fn fetch(&self, req: &mut Request<'_>, server: &Server<Counted>) -> Response {
-            server.publish("t", "fetch", false);
+            server.publish("t", "fetch");
             server.upgrade(req, UpgradeOptions::new(Counted(self.drops.clone())));
             Response::new("")
         }
@@ -495,15 +491,15 @@ mod bus_down {
         fn open(&self, ws: &mut ServerWebSocket<Counted>) {
             self.opens.fetch_add(1, Ordering::SeqCst);
             ws.subscribe("t");
-            ws.publish("t", "open", false);
-            ws.server().publish("t", "open", false);
+            ws.publish("t", "open");
+            ws.server().publish("t", "open");
         }
 
         fn message(&self, ws: &mut ServerWebSocket<Counted>, message: Message<'_>) {
-            ws.server().publish("t", message, false);
+            ws.server().publish("t", message);
             if message.as_bytes() == b"drop" {
                 drop(LOUD.with(|l| l.borrow_mut().take()));
-                ws.server().publish("t", "after drop", false);
+                ws.server().publish("t", "after drop");
                 ws.send_text("after drop");
             }
         }
@@ -516,11 +512,11 @@ mod bus_down {
             _old: usize,
             _new: usize,
         ) {
-            server.publish(topic, "subscription", false);
+            server.publish(topic, "subscription");
         }
 
         fn close(&self, ws: &mut ServerWebSocket<Counted>, _code: u16, _reason: &str) {
-            ws.server().publish("t", "close", false);
+            ws.server().publish("t", "close");
         }
 
         fn error(&self, _ws: Option<&mut ServerWebSocket<Counted>>, _error: &Error) {
@@ -586,7 +582,7 @@ mod bus_down {
         for i in 0..200 {
             let _ = r
                 .handle
-                .publish("t", OwnedMessage::from(format!("outside {i}")), false);
+                .publish("t", OwnedMessage::from(format!("outside {i}")));
         }
         clients.pop().unwrap().close(None).unwrap();
         let _ = r.handle.stop_now();
@@ -742,7 +738,7 @@ fn an_interval_drops_its_app_and_a_timeout_made_while_stopping_never_fires() {
                 drop(TIMED.with(|t| t.borrow_mut().take()));
                 // The server is still there for the rest of this call.
                 server.set_interval(Duration::from_millis(1), |_| {});
-                server.publish("t", "x", false);
+                server.publish("t", "x");
             }
         });
         TIMED.with(|t| *t.borrow_mut() = Some(app));

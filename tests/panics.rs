@@ -51,7 +51,7 @@ impl WebSocketHandler for Panicky {
             while ws.send_binary(&block) != SendStatus::Backpressure {}
             return;
         }
-        ws.send(message, false);
+        ws.send(message);
     }
 
     fn close(&self, ws: &mut ServerWebSocket<Data>, code: u16, _reason: &str) {

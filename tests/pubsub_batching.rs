@@ -79,14 +79,14 @@ impl WebSocketHandler for Hub {
         );
         let server = ws.server();
         match command {
-            "pub" => drop(server.publish(first, rest, false)),
-            "zpub" => drop(server.publish(first, rest, true)),
-            "wspub" => drop(ws.publish(first, rest, false)),
+            "pub" => drop(server.publish(first, rest)),
+            "zpub" => drop(server.publish_compressed(first, rest)),
+            "wspub" => drop(ws.publish(first, rest)),
             "pubsend" => {
                 let (name, body) = rest.split_once(' ').unwrap();
-                server.publish(first, format!("P{body}").as_str(), false);
+                server.publish(first, format!("P{body}").as_str());
                 let id = self.ids.borrow()[name];
-                server.send(id, format!("S{body}").as_str(), false);
+                server.send(id, format!("S{body}").as_str());
             }
             "buffered" => {
                 let id = self.ids.borrow()[first];

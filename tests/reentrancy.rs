@@ -685,23 +685,23 @@ fn perform(place: Place, a: Action, cx: &mut Cx<'_, '_>) {
             let m = payload();
             match cx {
                 Cx::Ws(ws) => {
-                    let _ = ws.send(m.as_message(), false);
+                    let _ = ws.send(m.as_message());
                 }
                 Cx::Client(ws) => {
-                    let _ = ws.send(m.as_message(), false);
+                    let _ = ws.send(m.as_message());
                 }
                 Cx::Fetch(_, s) | Cx::Server(s) => {
                     if let Some(id) = some_id() {
-                        let _ = s.send(id, m.as_message(), false);
+                        let _ = s.send(id, m.as_message());
                     }
                 }
                 Cx::Bare => {
                     if rand(2) == 0 {
                         if let (Some(h), Some(id)) = (handle(), some_id()) {
-                            let _ = h.send(id, m, false);
+                            let _ = h.send(id, m);
                         }
                     } else if let Some(c) = some_client() {
-                        let _ = c.send(m, false);
+                        let _ = c.send(m);
                     }
                 }
             }
@@ -710,14 +710,14 @@ fn perform(place: Place, a: Action, cx: &mut Cx<'_, '_>) {
             let m = payload();
             match cx {
                 Cx::Ws(ws) => {
-                    let _ = ws.publish(topic(), m.as_message(), false);
+                    let _ = ws.publish(topic(), m.as_message());
                 }
                 Cx::Fetch(_, s) | Cx::Server(s) => {
-                    let _ = s.publish(topic(), m.as_message(), false);
+                    let _ = s.publish(topic(), m.as_message());
                 }
                 _ => {
                     if let Some(h) = handle() {
-                        let _ = h.publish(topic(), m, false);
+                        let _ = h.publish(topic(), m);
                     }
                 }
             }

@@ -106,7 +106,7 @@ impl WebSocketHandler for Counted {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
-        ws.send(message, false);
+        ws.send(message);
     }
 }
 

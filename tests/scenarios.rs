@@ -390,7 +390,7 @@ fn drop_inside(mode: &'static str) {
                 let r = vh.defer(|s| {
                     drop_victim("a deferred job");
                     println!("pending after drop: {}", s.pending_websockets());
-                    s.publish("t", "x", false);
+                    s.publish("t", "x");
                 });
                 let later = Arc::new(AtomicBool::new(false));
                 let flag = later.clone();
@@ -513,7 +513,7 @@ fn handles() {
         println!(
             "after drop: {} {} {}",
             not_running(h.defer(|_| ())),
-            not_running(h.publish("room", "x".into(), false)),
+            not_running(h.publish("room", "x")),
             not_running(h.stop())
         );
     }
@@ -574,8 +574,8 @@ fn handles() {
                     i += 1;
                     let id = ids.lock().unwrap().first().copied();
                     let r = match (i % 4, id) {
-                        (0, _) => handle.publish("room", format!("h{k}-{i}").into(), false),
-                        (1, Some(id)) => handle.send(id, vec![1, 2, 3].into(), false),
+                        (0, _) => handle.publish("room", format!("h{k}-{i}")),
+                        (1, Some(id)) => handle.send(id, vec![1u8, 2, 3]),
                         (2, _) => handle.defer(|s| {
                             let _ = s.pending_websockets();
                         }),
@@ -616,8 +616,8 @@ fn handles() {
     println!(
         "after: {} {} {} {}",
         not_running(handle.defer(|_| ())),
-        not_running(handle.publish("room", "x".into(), false)),
-        not_running(handle.send(id, "x".into(), false)),
+        not_running(handle.publish("room", "x")),
+        not_running(handle.send(id, "x")),
         not_running(handle.stop())
     );
     let guard = PanicOnDrop;
@@ -803,7 +803,7 @@ mod review9 {
                 "message" => {
                     drop_victim("message");
                     let _ = server.close(b, 1000, "after drop");
-                    server.publish("room", "after drop", false);
+                    server.publish("room", "after drop");
                 }
                 "stop_now_close" => server.stop_now(),
                 "error" => panic!("message panics"),
@@ -886,7 +886,7 @@ mod review9 {
             if old > new && matches!(mode(), "sub_end" | "sub_peer") {
                 drop_victim("subscription");
                 server.stop();
-                server.publish("room", "from subscription", false);
+                server.publish("room", "from subscription");
             }
         }
 

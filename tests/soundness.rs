@@ -33,7 +33,7 @@ impl Drop for D {
         self.log.push(format!("drop:{}", self.name));
         if let Some(h) = &self.handle {
             // A Drop that uses a ServerHandle.
-            let r1 = h.publish("room", OwnedMessage::from("from drop"), false);
+            let r1 = h.publish("room", OwnedMessage::from("from drop"));
             let r2 = h.defer(|s| {
                 let _ = s.pending_websockets();
             });
@@ -98,8 +98,8 @@ impl Attack {
         let unsub = ws.unsubscribe("room");
         let issub = ws.is_subscribed("room");
         let subs = ws.subscriptions().len();
-        let publ = ws.publish("room", "after-pub", false);
-        let spub = ws.server().publish("room", "after-spub", false);
+        let publ = ws.publish("room", "after-pub");
+        let spub = ws.server().publish("room", "after-spub");
         ws.data_mut().name.push_str("+mut");
         let corked = ws.cork(|w| w.send_text("in cork").to_bun());
         let ping = ws.ping(b"p").to_bun();
@@ -187,7 +187,7 @@ impl WebSocketHandler for Attack {
             }
             "/send" => {
                 let st = match self.id(&name) {
-                    Some(id) => format!("{:?}", server.send(id, "via fetch", false)),
+                    Some(id) => format!("{:?}", server.send(id, "via fetch")),
                     None => "noid".into(),
                 };
                 let pending = server.pending_websockets();
@@ -307,7 +307,7 @@ impl WebSocketHandler for Attack {
                     b.data().name.clone()
                 });
                 let again = ws.server().with_socket(other, |_| ());
-                let send = ws.server().send(other, "x", false);
+                let send = ws.server().send(other, "x");
                 self.log
                     .push(format!("withclose:{r:?}:again={again:?}:send={send:?}"));
                 ws.send_text("ok");
@@ -357,7 +357,7 @@ impl WebSocketHandler for Attack {
                     let s = ws.subscribe(topic);
                     let i = ws.is_subscribed(topic);
                     let c = ws.server().subscriber_count(topic);
-                    let p = ws.server().publish(topic, "to topic", false);
+                    let p = ws.server().publish(topic, "to topic");
                     out.push(format!("{}:{s}:{i}:{c}:{p:?}", topic.len()));
                 }
                 let subs = ws.subscriptions();
@@ -433,12 +433,12 @@ impl WebSocketHandler for Attack {
             ws.ready_state().to_bun()
         ));
         if name.starts_with("closepub") {
-            let p = ws.publish("room", "from close", false);
+            let p = ws.publish("room", "from close");
             let s = ws.subscribe("room3");
             let u = ws.unsubscribe("room");
-            let sp = ws.server().publish("room", "server pub from close", false);
+            let sp = ws.server().publish("room", "server pub from close");
             let c = ws.server().subscriber_count("room");
-            let own = ws.server().send(ws.id(), "to self", false);
+            let own = ws.server().send(ws.id(), "to self");
             let with = ws.server().with_socket(ws.id(), |_| ());
             self.log.push(format!(
                 "closepub:{name}:pub={p:?}:sub={s}:unsub={u}:spub={sp:?}:count={c}:own={own:?}:with={with:?}"
@@ -664,7 +664,7 @@ fn stop_inside_fetch_after_upgrade() {
     if let Some(zid) = zid {
         let res = r.handle.defer(move |srv| {
             let pending = srv.pending_websockets();
-            let st = srv.send(zid, "to zombie", false);
+            let st = srv.send(zid, "to zombie");
             let w = srv.with_socket(zid, |ws| ws.send_text("x").to_bun());
             log.push(format!(
                 "zombie-later:pending={pending}:send={st:?}:with={w:?}"

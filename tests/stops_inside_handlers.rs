@@ -137,7 +137,7 @@ impl WebSocketHandler for R {
             }
             "own_stop_now" if old > new => {
                 // The socket is closing: its id must no longer resolve.
-                let send = server.send(id, "to a closing socket", false);
+                let send = server.send(id, "to a closing socket");
                 self.log.push(format!("closing-send:{send:?}"));
                 let _ = server.close(id, 1000, "closed again from subscription");
                 self.log.push("closing-close");

@@ -74,15 +74,15 @@ impl WebSocketHandler for Room {
         match (words.next(), words.next(), words.next()) {
             (Some("pub"), Some(body), _) => {
                 ws.server()
-                    .publish("room", format!("{}:{body}", ws.data().name).as_str(), false);
+                    .publish("room", format!("{}:{body}", ws.data().name).as_str());
             }
             (Some("wspub"), Some(body), _) => {
-                ws.publish("room", format!("{}:{body}", ws.data().name).as_str(), false);
+                ws.publish("room", format!("{}:{body}", ws.data().name).as_str());
             }
             (Some("tell"), Some(who), Some(body)) => {
                 let id = self.id(who);
                 let s = ws.server();
-                let sent = s.send(id, body, false);
+                let sent = s.send(id, body);
                 let with = s.with_socket(id, |_| ()).is_some();
                 self.log
                     .lock()
@@ -246,7 +246,7 @@ fn ids_from_one_thread_reach_sockets_on_another() {
     // Through the handle, from this thread.
     server
         .handle
-        .send(room.id("a"), OwnedMessage::from("from outside"), false)
+        .send(room.id("a"), OwnedMessage::from("from outside"))
         .unwrap();
     assert_eq!(recv_text(&mut a), "from outside");
     a.send(M::text("kick b")).unwrap();
@@ -330,7 +330,7 @@ fn stop_from_a_handler_ends_every_thread_and_the_handle_then_refuses() {
         Err(Error::NotRunning)
     ));
     assert!(matches!(
-        server.handle.publish("room", "late".into(), false),
+        server.handle.publish("room", "late"),
         Err(Error::NotRunning)
     ));
     assert!(std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err());

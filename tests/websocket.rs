@@ -341,10 +341,7 @@ fn sockets_are_reachable_by_id_until_they_close() {
     let mut a = connect(&server.url("/?name=a"));
     assert_eq!(ask(&mut a, "echo ready"), "ready");
     let id = probe.id("a");
-    server
-        .handle
-        .send(id, OwnedMessage::from("by id"), false)
-        .unwrap();
+    server.handle.send(id, OwnedMessage::from("by id")).unwrap();
     assert_eq!(recv_text(&mut a), "by id");
     let (tx, rx) = std::sync::mpsc::channel();
     let tx2 = tx.clone();
@@ -367,7 +364,7 @@ fn sockets_are_reachable_by_id_until_they_close() {
     server
         .handle
         .defer(move |s| {
-            let sent = s.send(id, "late", false);
+            let sent = s.send(id, "late");
             let with = s.with_socket(id, |_| ());
             tx.send(format!("{sent:?} {with:?}")).unwrap();
         })

@@ -70,7 +70,7 @@ impl WebSocketHandler for Bench {
     }
 
     fn message(&self, ws: &mut ServerWebSocket<String>, message: Message<'_>) {
-        ws.send(message, true);
+        ws.send_compressed(message);
     }
 }
 
@@ -228,17 +228,17 @@ fn benches(c: &mut Criterion) {
             let publish: fn(&Server<String>, u64, Option<SocketId>) = match n {
                 1 => |s, iters, _| {
                     (0..iters).for_each(|_| {
-                        let _ = s.publish("t1", &[1u8; 32], false);
+                        let _ = s.publish("t1", [1u8; 32]);
                     })
                 },
                 16 => |s, iters, _| {
                     (0..iters).for_each(|_| {
-                        let _ = s.publish("t16", &[1u8; 32], false);
+                        let _ = s.publish("t16", [1u8; 32]);
                     })
                 },
                 _ => |s, iters, _| {
                     (0..iters).for_each(|_| {
-                        let _ = s.publish("t1024", &[1u8; 32], false);
+                        let _ = s.publish("t1024", [1u8; 32]);
                     })
                 },
             };

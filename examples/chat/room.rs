@@ -52,7 +52,7 @@ impl WebSocketHandler for Chat {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             == Ok(1);
         if last {
-            ws.server().publish(&self.lobby, "ready", false);
+            ws.server().publish(&self.lobby, "ready");
         }
     }
 
@@ -65,7 +65,7 @@ impl WebSocketHandler for Chat {
             line.push_str(&ws.data().name);
             line.push_str(": ");
             line.push_str(text);
-            ws.server().publish(ROOM, line.as_str(), false);
+            ws.server().publish(ROOM, line.as_str());
         });
     }
 }

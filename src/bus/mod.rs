@@ -95,7 +95,7 @@ use crate::error::Error;
 ///     }
 ///     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
 ///         // Reaches the room on every server started with the same bus.
-///         ws.server().publish("room", message, false);
+///         ws.server().publish("room", message);
 ///     }
 /// }
 ///
@@ -162,6 +162,7 @@ impl Bus {
     /// classic pub/sub to every node); [`redis_cluster`](Self::redis_cluster)
     /// spreads the load over the shards instead.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(url: impl Into<String>) -> Bus {
         Bus::new(Kind::Redis { url: url.into() })
     }
@@ -175,6 +176,7 @@ impl Bus {
     /// `{tag}` in a topic places the topics with the same tag on one
     /// shard, as for keys. Needs the `redis` feature.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Bus {
         Bus::new(Kind::RedisCluster {
             nodes: nodes.into_iter().map(Into::into).collect(),
@@ -193,6 +195,7 @@ impl Bus {
     /// larger ones are dropped for the other servers and counted
     /// ([`BusStatus::dropped_refused`]). Needs the `nats` feature.
     #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub fn nats(url: impl Into<String>) -> Bus {
         Bus::new(Kind::Nats { url: url.into() })
     }

@@ -9,10 +9,12 @@ use crate::client::ClientCore;
 use crate::client::ClientWebSocket;
 use crate::error::Error;
 use crate::registry::SocketId;
-use crate::server::{OwnedMessage, Shared};
+use crate::server::Shared;
 use crate::websocket::dispatch::with_open;
 use crate::websocket::slot::Slot;
-use crate::websocket::{check_close_code, send_on, truncate_reason, ClientSide, Message};
+use crate::websocket::{
+    check_close_code, send_on, truncate_reason, AsMessage, ClientSide, OwnedMessage,
+};
 
 /// A `Send + Sync` handle to one client connection: what
 /// [`connect`](crate::connect) returns, and
@@ -44,7 +46,7 @@ use crate::websocket::{check_close_code, send_on, truncate_reason, ClientSide, M
 /// });
 /// let handle: ClientHandle<()> = rx.recv().unwrap();
 /// // From this thread: queued, sent once the connection is open.
-/// handle.send(OwnedMessage::from("hello"), false)?;
+/// handle.send("hello")?;
 /// handle.close(1000, "bye")?;
 /// # Ok::<(), uws::Error>(())
 /// ```
@@ -127,8 +129,20 @@ impl<T: 'static> ClientHandle<T> {
     }
 
     /// Bun's `ws.send(data)` from anywhere (see [`WebSocket::send`](crate::WebSocket::send)):
-    /// queued; dropped unless the connection is open when it runs.
-    pub fn send(&self, message: OwnedMessage, compress: bool) -> Result<(), Error> {
+    /// queued; dropped unless the connection is open when it runs. Takes
+    /// anything [`AsMessage`]: an owned `String` or `Vec<u8>` is moved
+    /// to the connection's thread, a borrowed one copied once.
+    pub fn send(&self, message: impl AsMessage) -> Result<(), Error> {
+        self.queue_send(message.into_owned(), false)
+    }
+
+    /// As [`send`](Self::send), compressed when the connection negotiated
+    /// per-message deflate (Bun's `ws.send(data, true)`).
+    pub fn send_compressed(&self, message: impl AsMessage) -> Result<(), Error> {
+        self.queue_send(message.into_owned(), true)
+    }
+
+    fn queue_send(&self, message: OwnedMessage, compress: bool) -> Result<(), Error> {
         let id = self.id;
         self.shared.queue(Box::new(move |hub: &Hub| {
             if let Some(state) = hub.connection(id) {
@@ -179,13 +193,15 @@ impl<T: 'static> ClientHandle<T> {
     /// Sends now on the connection's own thread (see
     /// [`with_socket`](Self::with_socket)); [`Dropped`](crate::SendStatus::Dropped)
     /// on other threads or when it is not open.
-    pub fn send_now<'m>(
-        &self,
-        message: impl Into<Message<'m>>,
-        compress: bool,
-    ) -> crate::SendStatus {
-        let m = message.into();
-        self.with_socket(|ws| ws.send(m, compress))
+    pub fn send_now(&self, message: impl AsMessage) -> crate::SendStatus {
+        self.with_socket(|ws| ws.send(message))
+            .unwrap_or(crate::SendStatus::Dropped)
+    }
+
+    /// As [`send_now`](Self::send_now), compressed when the connection
+    /// negotiated per-message deflate.
+    pub fn send_now_compressed(&self, message: impl AsMessage) -> crate::SendStatus {
+        self.with_socket(|ws| ws.send_compressed(message))
             .unwrap_or(crate::SendStatus::Dropped)
     }
 }

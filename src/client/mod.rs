@@ -47,7 +47,7 @@ pub use options::{ClientTls, ConnectOptions};
 ///     // ws.onmessage = (event) => { ws.send(event.data) }
 ///     fn message(&self, ws: &mut ClientWebSocket<u32>, message: Message<'_>) {
 ///         *ws.data_mut() += 1;
-///         ws.send(message, false);
+///         ws.send(message);
 ///     }
 /// }
 /// ```

@@ -650,9 +650,11 @@ impl<T: 'static> PendingRequest<T> {
 
     /// Accepts the WebSocket handshake with these options, as
     /// [`Server::upgrade`] does in `fetch`; `open` runs on the server's
-    /// thread. When the request is not a handshake, or the options are
-    /// refused (a protocol the client did not offer, a header the handshake
-    /// owns), it is answered 400 and the error says why.
+    /// thread. When the request is not a handshake
+    /// ([`Error::NotWebSocketHandshake`]), or the options are refused (a
+    /// protocol the client did not offer, a header the handshake owns:
+    /// [`Error::InvalidOption`]), it is answered 400 and the error says
+    /// why.
     pub fn upgrade(self, mut options: UpgradeOptions<T>) -> Result<(), Error>
     where
         T: Send,
@@ -663,15 +665,15 @@ impl<T: 'static> PendingRequest<T> {
                 self.captured.policy,
             );
         if !valid {
-            let reason = if self.captured.websocket {
-                "refused upgrade options (protocol not offered, or a reserved or invalid header)"
-            } else {
-                "not a WebSocket handshake"
-            };
+            let handshake = self.captured.websocket;
             self.respond(Response::new("bad upgrade").with_status(400))?;
-            return Err(Error::InvalidOption {
-                name: "upgrade",
-                reason: reason.into(),
+            return Err(if handshake {
+                Error::InvalidOption {
+                    name: "upgrade",
+                    reason: "refused upgrade options (protocol not offered, or a reserved or invalid header)".into(),
+                }
+            } else {
+                Error::NotWebSocketHandshake
             });
         }
         self.complete(move |core, token| {

@@ -562,7 +562,7 @@ fn bind(options: &ServeOptions) -> Result<(Socket, u16), Error> {
 ///     }
 ///     fn message(&self, ws: &mut ServerWebSocket<()>, message: Message<'_>) {
 ///         // Reaches the room's members on every thread.
-///         ws.server().publish("room", message, false);
+///         ws.server().publish("room", message);
 ///     }
 /// }
 ///

@@ -13,7 +13,7 @@ use crate::runtime::{drop_contained, Gate};
 use crate::server::cluster::Cluster;
 use crate::server::{Core, Server};
 use crate::sys;
-use crate::websocket::Message;
+use crate::websocket::{AsMessage, OwnedMessage};
 
 /// What jobs from other threads run on, on its loop's thread: a server's
 /// [`Core`], or the client connections of a thread.
@@ -231,7 +231,7 @@ unsafe extern "C" fn drop_wakeup<C: Target>(arg: *mut c_void) {
 /// });
 /// let handle: ServerHandle<()> = rx.recv().unwrap();
 /// for i in 0..10 {
-///     handle.publish("ticks", OwnedMessage::from(format!("tick {i}")), false)?;
+///     handle.publish("ticks", format!("tick {i}"))?;
 /// }
 /// // The status of a send, through defer and a channel:
 /// let (tx, rx) = mpsc::channel();
@@ -300,13 +300,29 @@ impl<T: 'static> ServerHandle<T> {
 
     /// Publishes from another thread (see [`Server::publish`]). A server
     /// on several threads gets it on each thread that has subscribers.
-    pub fn publish(
+    /// Takes anything [`AsMessage`]: an owned `String`, `Vec<u8>` or
+    /// [`OwnedMessage`](crate::OwnedMessage) is moved to the server's
+    /// thread, a borrowed `&str` or `&[u8]` is copied once.
+    pub fn publish(&self, topic: impl Into<String>, message: impl AsMessage) -> Result<(), Error> {
+        self.publish_message(topic.into(), message.into_owned(), false)
+    }
+
+    /// As [`publish`](Self::publish), compressed for the subscribers that
+    /// negotiated per-message deflate (Bun's `server.publish(topic, data, true)`).
+    pub fn publish_compressed(
         &self,
         topic: impl Into<String>,
+        message: impl AsMessage,
+    ) -> Result<(), Error> {
+        self.publish_message(topic.into(), message.into_owned(), true)
+    }
+
+    fn publish_message(
+        &self,
+        topic: String,
         message: OwnedMessage,
         compress: bool,
     ) -> Result<(), Error> {
-        let topic = topic.into();
         match &self.cluster {
             Some(cluster) => {
                 if cluster.stopped() {
@@ -316,21 +332,36 @@ impl<T: 'static> ServerHandle<T> {
                 Ok(())
             }
             None => self.defer(move |s| {
-                s.publish(&topic, message.as_message(), compress);
+                s.core().publish(&topic, message.as_message(), compress);
             }),
         }
     }
 
     /// Sends to a socket by id from another thread; a closed socket drops
-    /// the message, as [`Server::send`] does.
-    pub fn send(
+    /// the message, as [`Server::send`] does. Takes anything
+    /// [`AsMessage`], as [`publish`](Self::publish) does.
+    pub fn send(&self, id: crate::SocketId, message: impl AsMessage) -> Result<(), Error> {
+        self.send_message(id, message.into_owned(), false)
+    }
+
+    /// As [`send`](Self::send), compressed when the socket negotiated
+    /// per-message deflate (Bun's `ws.send(data, true)`).
+    pub fn send_compressed(
+        &self,
+        id: crate::SocketId,
+        message: impl AsMessage,
+    ) -> Result<(), Error> {
+        self.send_message(id, message.into_owned(), true)
+    }
+
+    fn send_message(
         &self,
         id: crate::SocketId,
         message: OwnedMessage,
         compress: bool,
     ) -> Result<(), Error> {
         let job: Job = Box::new(move |core: &Core| {
-            Server::<T>::from_core(core).send(id, message.as_message(), compress);
+            Server::<T>::from_core(core).send_message(id, message, compress);
         });
         match &self.cluster {
             Some(cluster) => cluster.run_on_owner(id.server(), job),
@@ -355,60 +386,5 @@ impl<T: 'static> ServerHandle<T> {
     fn queue_always(&self, f: impl FnOnce(&Server<T>) + Send + 'static) -> Result<(), Error> {
         let job: Job = Box::new(move |core: &Core| f(Server::from_core(core)));
         self.shared.push(job, false)
-    }
-}
-
-/// An owned message, for sending from another thread.
-///
-/// ```
-/// use uws::{Message, OwnedMessage};
-///
-/// let text = OwnedMessage::from("hello");
-/// let bytes = OwnedMessage::from(vec![1u8, 2, 3]);
-/// assert_eq!(text.as_message(), Message::Text("hello"));
-/// assert_eq!(bytes.as_message().len(), 3);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnedMessage {
-    /// Text.
-    Text(String),
-    /// Binary.
-    Binary(Vec<u8>),
-}
-
-impl OwnedMessage {
-    /// Borrows it as a [`Message`].
-    pub fn as_message(&self) -> Message<'_> {
-        match self {
-            OwnedMessage::Text(s) => Message::Text(s),
-            OwnedMessage::Binary(b) => Message::Binary(b),
-        }
-    }
-}
-
-impl From<String> for OwnedMessage {
-    fn from(s: String) -> Self {
-        OwnedMessage::Text(s)
-    }
-}
-
-impl From<&str> for OwnedMessage {
-    fn from(s: &str) -> Self {
-        OwnedMessage::Text(s.to_owned())
-    }
-}
-
-impl From<Message<'_>> for OwnedMessage {
-    fn from(m: Message<'_>) -> Self {
-        match m {
-            Message::Text(s) => OwnedMessage::Text(s.to_owned()),
-            Message::Binary(b) => OwnedMessage::Binary(b.to_owned()),
-        }
-    }
-}
-
-impl From<Vec<u8>> for OwnedMessage {
-    fn from(b: Vec<u8>) -> Self {
-        OwnedMessage::Binary(b)
     }
 }

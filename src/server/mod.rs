@@ -31,15 +31,15 @@ use crate::upgrade::UpgradeOptions;
 use crate::websocket::dispatch::with_open;
 use crate::websocket::slot::{Slot, SocketState};
 use crate::websocket::{
-    check_close_code, truncate_reason, Message, PublishStatus, ReadyState, SendStatus, ServerSide,
-    ServerWebSocket,
+    check_close_code, truncate_reason, AsMessage, PublishStatus, ReadyState, SendStatus,
+    ServerSide, ServerWebSocket,
 };
 
 pub use app::App;
 pub(crate) use app::{run_thread_loop, thread_exiting, ThreadLoop};
 pub use cluster::serve_threaded;
 use cluster::Link;
-pub use handle::{OwnedMessage, ServerHandle};
+pub use handle::ServerHandle;
 pub(crate) use handle::{Shared, Target};
 pub use timers::TimerId;
 use timers::Timers;
@@ -490,7 +490,7 @@ unsafe extern "C" fn stop_tick(arg: *mut c_void) {
 ///     fn open(&self, ws: &mut ServerWebSocket<()>) {
 ///         ws.subscribe("prices");
 ///         // server.publish("prices", ...) from any handler:
-///         ws.server().publish("prices", "someone joined", false);
+///         ws.server().publish("prices", "someone joined");
 ///     }
 /// }
 ///
@@ -542,15 +542,21 @@ impl<T: 'static> Server<T> {
         true
     }
 
-    /// Bun's `server.publish(topic, data, compress)`: sends to every socket
-    /// subscribed to `topic`.
-    pub fn publish<'m>(
-        &self,
-        topic: &str,
-        message: impl Into<Message<'m>>,
-        compress: bool,
-    ) -> PublishStatus {
-        self.core.publish(topic, message.into(), compress)
+    /// Bun's `server.publish(topic, data)`: sends to every socket
+    /// subscribed to `topic`. Takes anything [`AsMessage`]: `&str`,
+    /// `String`, bytes, a [`Message`](crate::Message).
+    ///
+    /// Bun's `server.publish(topic, data, true)` is
+    /// [`publish_compressed`](Self::publish_compressed).
+    pub fn publish(&self, topic: &str, message: impl AsMessage) -> PublishStatus {
+        self.core.publish(topic, message.as_message(), false)
+    }
+
+    /// Bun's `server.publish(topic, data, true)`: as
+    /// [`publish`](Self::publish), compressed for the subscribers that
+    /// negotiated per-message deflate (see [`PerMessageDeflate`](crate::PerMessageDeflate)).
+    pub fn publish_compressed(&self, topic: &str, message: impl AsMessage) -> PublishStatus {
+        self.core.publish(topic, message.as_message(), true)
     }
 
     /// Bun's `server.subscriberCount(topic)` (on every thread of a server
@@ -614,18 +620,24 @@ impl<T: 'static> Server<T> {
     /// the server (see [`serve_threaded`]) gets the message on its thread:
     /// then `Sent(len)` means it was handed over, and what the send did
     /// there is not reported (as for [`ServerHandle::send`]).
-    pub fn send<'m>(
-        &self,
-        id: SocketId,
-        message: impl Into<Message<'m>>,
-        compress: bool,
-    ) -> SendStatus {
-        let m = message.into();
+    pub fn send(&self, id: SocketId, message: impl AsMessage) -> SendStatus {
+        self.send_message(id, message, false)
+    }
+
+    /// As [`send`](Self::send), compressed when the socket negotiated
+    /// per-message deflate (Bun's `ws.send(data, true)`).
+    pub fn send_compressed(&self, id: SocketId, message: impl AsMessage) -> SendStatus {
+        self.send_message(id, message, true)
+    }
+
+    fn send_message(&self, id: SocketId, message: impl AsMessage, compress: bool) -> SendStatus {
         let Some(state) = self.core.socket(id) else {
-            return self.on_owner(id, OwnedMessage::from(m), m.len(), move |s, message| {
-                s.send(id, message.as_message(), compress);
+            let len = message.as_message().len();
+            return self.on_owner(id, message.into_owned(), len, move |s, message| {
+                s.send_message(id, message, compress);
             });
         };
+        let m = message.as_message();
         // SAFETY: a registered socket's state, read before anything can
         // close it.
         let ws = unsafe { &*state }.open_ws();
@@ -729,8 +741,7 @@ impl<T: 'static> Server<T> {
     /// impl ClientHandler for Upstream {
     ///     type Data = ServerHandle<()>;
     ///     fn message(&self, ws: &mut ClientWebSocket<ServerHandle<()>>, message: Message<'_>) {
-    ///         let m = OwnedMessage::from(message.as_bytes().to_vec());
-    ///         let _ = ws.data().publish("room", m, false);
+    ///         let _ = ws.data().publish("room", message);
     ///     }
     /// }
     ///

@@ -216,7 +216,7 @@ impl<T: 'static> Server<T> {
     ///     let id = ws.id();
     ///     // setTimeout(() => ws.send("still there?"), 5000)
     ///     ws.server().set_timeout(Duration::from_secs(5), move |server| {
-    ///         server.send(id, "still there?", false);
+    ///         server.send(id, "still there?");
     ///     });
     /// }
     /// # }

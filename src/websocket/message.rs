@@ -1,6 +1,8 @@
 //! What handlers send and receive: messages, send and publish results,
 //! ready states and close codes. Shared by every kind of socket.
 
+use std::borrow::Cow;
+
 use crate::error::Error;
 use crate::sys;
 
@@ -71,6 +73,230 @@ impl<'a, const N: usize> From<&'a [u8; N]> for Message<'a> {
 impl<'a> From<&'a Vec<u8>> for Message<'a> {
     fn from(b: &'a Vec<u8>) -> Self {
         Message::Binary(b)
+    }
+}
+
+/// An owned message: what a message becomes when it must outlive the
+/// call, e.g. to be sent from another thread through a
+/// [`ServerHandle`](crate::ServerHandle) or a
+/// [`ClientHandle`](crate::ClientHandle). Every sending method takes one
+/// as it takes a [`Message`] (see [`AsMessage`]).
+///
+/// ```
+/// use uws::{Message, OwnedMessage};
+///
+/// let text = OwnedMessage::from("hello");
+/// let bytes = OwnedMessage::from(vec![1u8, 2, 3]);
+/// assert_eq!(text.as_message(), Message::Text("hello"));
+/// assert_eq!(bytes.as_message().len(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedMessage {
+    /// Text.
+    Text(String),
+    /// Binary.
+    Binary(Vec<u8>),
+}
+
+impl OwnedMessage {
+    /// Borrows it as a [`Message`].
+    pub fn as_message(&self) -> Message<'_> {
+        match self {
+            OwnedMessage::Text(s) => Message::Text(s),
+            OwnedMessage::Binary(b) => Message::Binary(b),
+        }
+    }
+}
+
+impl From<String> for OwnedMessage {
+    fn from(s: String) -> Self {
+        OwnedMessage::Text(s)
+    }
+}
+
+impl From<&str> for OwnedMessage {
+    fn from(s: &str) -> Self {
+        OwnedMessage::Text(s.to_owned())
+    }
+}
+
+impl From<&String> for OwnedMessage {
+    fn from(s: &String) -> Self {
+        OwnedMessage::Text(s.clone())
+    }
+}
+
+impl From<Vec<u8>> for OwnedMessage {
+    fn from(b: Vec<u8>) -> Self {
+        OwnedMessage::Binary(b)
+    }
+}
+
+impl From<&[u8]> for OwnedMessage {
+    fn from(b: &[u8]) -> Self {
+        OwnedMessage::Binary(b.to_owned())
+    }
+}
+
+impl From<Message<'_>> for OwnedMessage {
+    fn from(m: Message<'_>) -> Self {
+        match m {
+            Message::Text(s) => OwnedMessage::Text(s.to_owned()),
+            Message::Binary(b) => OwnedMessage::Binary(b.to_owned()),
+        }
+    }
+}
+
+/// Anything that is naturally a WebSocket message: what every sending and
+/// publishing method takes ([`WebSocket::send`](crate::WebSocket::send),
+/// [`ServerWebSocket::publish`](crate::ServerWebSocket::publish),
+/// [`Server::publish`](crate::Server::publish),
+/// [`Server::send`](crate::Server::send), [`ServerHandle`](crate::ServerHandle)'s and
+/// [`ClientHandle`](crate::ClientHandle)'s `send` and `publish`).
+///
+/// | you pass | it is sent as | copied? |
+/// |---|---|---|
+/// | `&str`, `String`, `&String`, `Box<str>`, `Cow<str>` | text (Bun's `string`) | no |
+/// | `&[u8]`, `Vec<u8>`, `&Vec<u8>`, `&[u8; N]`, `[u8; N]`, `Box<[u8]>`, `Cow<[u8]>` | binary (Bun's `Buffer`) | no |
+/// | [`Message`], [`OwnedMessage`] (or references to them) | as it says | no |
+///
+/// A send on the socket's own thread only borrows the payload for the
+/// native call, whether you pass it by value or by reference: an owned
+/// `String` is not copied, only dropped after the call. A send that must
+/// cross threads (through a handle, or to a socket of another thread of
+/// the server) needs the payload owned: a `String`, a `Vec<u8>` or an
+/// [`OwnedMessage`] is moved there as it is, a borrowed one is copied
+/// once ([`into_owned`](Self::into_owned)).
+///
+/// ```
+/// # fn demo(ws: &mut uws::ServerWebSocket<()>) {
+/// ws.send("text");                      // &str: text
+/// ws.send(format!("{} users", 3));      // String: text, not copied
+/// ws.send(&vec![1u8, 2, 3]);            // &Vec<u8>: binary
+/// ws.send(vec![1u8, 2, 3]);             // Vec<u8>: binary
+/// ws.send(b"raw");                      // &[u8; 3]: binary
+/// ws.send_compressed("long text...");   // Bun: ws.send(msg, true)
+/// # }
+/// ```
+///
+/// Your own types can implement it (one method: borrow the payload as a
+/// [`Message`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a WebSocket message",
+    label = "expected text or bytes",
+    note = "send text as `&str` or `String`, binary as `&[u8]` or `Vec<u8>` (or a `uws::Message`, `uws::OwnedMessage`)"
+)]
+pub trait AsMessage {
+    /// The message, borrowed for the call.
+    fn as_message(&self) -> Message<'_>;
+
+    /// The message, owned: moves the payload when `self` owns it, copies
+    /// it otherwise (the default).
+    fn into_owned(self) -> OwnedMessage
+    where
+        Self: Sized,
+    {
+        OwnedMessage::from(self.as_message())
+    }
+}
+
+impl<M: AsMessage + ?Sized> AsMessage for &M {
+    fn as_message(&self) -> Message<'_> {
+        (**self).as_message()
+    }
+}
+
+impl AsMessage for Message<'_> {
+    fn as_message(&self) -> Message<'_> {
+        *self
+    }
+}
+
+impl AsMessage for OwnedMessage {
+    fn as_message(&self) -> Message<'_> {
+        OwnedMessage::as_message(self)
+    }
+
+    fn into_owned(self) -> OwnedMessage {
+        self
+    }
+}
+
+impl AsMessage for str {
+    fn as_message(&self) -> Message<'_> {
+        Message::Text(self)
+    }
+}
+
+impl AsMessage for String {
+    fn as_message(&self) -> Message<'_> {
+        Message::Text(self)
+    }
+
+    fn into_owned(self) -> OwnedMessage {
+        OwnedMessage::Text(self)
+    }
+}
+
+impl AsMessage for Box<str> {
+    fn as_message(&self) -> Message<'_> {
+        Message::Text(self)
+    }
+
+    fn into_owned(self) -> OwnedMessage {
+        OwnedMessage::Text(self.into())
+    }
+}
+
+impl AsMessage for Cow<'_, str> {
+    fn as_message(&self) -> Message<'_> {
+        Message::Text(self)
+    }
+
+    fn into_owned(self) -> OwnedMessage {
+        OwnedMessage::Text(Cow::into_owned(self))
+    }
+}
+
+impl AsMessage for [u8] {
+    fn as_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+}
+
+impl<const N: usize> AsMessage for [u8; N] {
+    fn as_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+}
+
+impl AsMessage for Vec<u8> {
+    fn as_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+
+    fn into_owned(self) -> OwnedMessage {
+        OwnedMessage::Binary(self)
+    }
+}
+
+impl AsMessage for Box<[u8]> {
+    fn as_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+
+    fn into_owned(self) -> OwnedMessage {
+        OwnedMessage::Binary(self.into())
+    }
+}
+
+impl AsMessage for Cow<'_, [u8]> {
+    fn as_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+
+    fn into_owned(self) -> OwnedMessage {
+        OwnedMessage::Binary(Cow::into_owned(self))
     }
 }
 
@@ -212,6 +438,56 @@ mod tests {
         assert!(cut.len() <= 123 && cut.len() >= 121);
         assert!(cut.chars().all(|c| c == 'é'));
         assert_eq!(truncate_reason("bye"), "bye");
+    }
+
+    #[test]
+    fn text_stays_text_and_bytes_stay_binary() {
+        fn kind(m: impl AsMessage) -> (bool, Vec<u8>) {
+            let m = m.as_message();
+            (matches!(m, Message::Text(_)), m.as_bytes().to_vec())
+        }
+        let s = String::from("hi");
+        assert_eq!(kind("hi"), (true, b"hi".to_vec()));
+        assert_eq!(kind(&s), (true, b"hi".to_vec()));
+        assert_eq!(kind(s.clone()), (true, b"hi".to_vec()));
+        assert_eq!(kind(Box::<str>::from("hi")), (true, b"hi".to_vec()));
+        assert_eq!(kind(Cow::Borrowed("hi")), (true, b"hi".to_vec()));
+        assert_eq!(kind(Message::Text("hi")), (true, b"hi".to_vec()));
+        assert_eq!(kind(OwnedMessage::from("hi")), (true, b"hi".to_vec()));
+        let v = vec![1u8, 2];
+        assert_eq!(kind(&v[..]), (false, vec![1, 2]));
+        assert_eq!(kind(&v), (false, vec![1, 2]));
+        assert_eq!(kind(v.clone()), (false, vec![1, 2]));
+        assert_eq!(kind([1u8, 2]), (false, vec![1, 2]));
+        assert_eq!(kind(b"\x01\x02"), (false, vec![1, 2]));
+        assert_eq!(kind(Cow::<[u8]>::Owned(vec![1, 2])), (false, vec![1, 2]));
+        assert_eq!(kind(Message::Binary(&v)), (false, vec![1, 2]));
+        assert_eq!(kind(OwnedMessage::from(v.clone())), (false, vec![1, 2]));
+    }
+
+    #[test]
+    fn owned_payloads_move_without_a_copy() {
+        let s = String::from("payload");
+        let at = s.as_ptr();
+        match s.into_owned() {
+            OwnedMessage::Text(t) => assert_eq!(t.as_ptr(), at),
+            other => panic!("{other:?}"),
+        }
+        let v = vec![7u8; 32];
+        let at = v.as_ptr();
+        match v.into_owned() {
+            OwnedMessage::Binary(b) => assert_eq!(b.as_ptr(), at),
+            other => panic!("{other:?}"),
+        }
+        let m = OwnedMessage::Binary(vec![1u8; 8]);
+        let at = m.as_message().as_bytes().as_ptr();
+        assert_eq!(
+            AsMessage::into_owned(m).as_message().as_bytes().as_ptr(),
+            at
+        );
+        // A borrowed one is copied: the owner keeps its own.
+        let s = String::from("kept");
+        assert_eq!((&s).into_owned(), OwnedMessage::Text("kept".into()));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::server::Server;
 use crate::sys;
 
 pub(crate) use message::{check_close_code, truncate_reason};
-pub use message::{Message, PublishStatus, ReadyState, SendStatus};
+pub use message::{AsMessage, Message, OwnedMessage, PublishStatus, ReadyState, SendStatus};
 pub use side::{ClientSide, ServerSide, Side};
 use slot::SocketState;
 
@@ -58,8 +58,7 @@ pub struct WebSocket<S: Side, T> {
 /// // message(ws, message) { ws.send(`${ws.data}: ${message}`) }
 /// fn message(&self, ws: &mut ServerWebSocket<String>, msg: Message<'_>) {
 ///     if let Message::Text(text) = msg {
-///         let reply = format!("{}: {text}", ws.data());
-///         ws.send_text(&reply);
+///         ws.send(format!("{}: {text}", ws.data()));
 ///     }
 /// }
 /// # }
@@ -175,12 +174,22 @@ impl<S: Side, T> WebSocket<S, T> {
         send_raw::<S>(self.state(), payload, opcode, compress)
     }
 
-    /// Bun's `ws.send(data, compress)`: text for `&str`, binary for bytes.
-    /// `compress` asks for per-message deflate when the connection
-    /// negotiated it (ignored otherwise).
-    pub fn send<'m>(&mut self, message: impl Into<Message<'m>>, compress: bool) -> SendStatus {
-        let m = message.into();
-        self.send_raw(m.as_bytes(), m.opcode(), compress)
+    /// Bun's `ws.send(data)`: text for `&str` and `String`, binary for
+    /// bytes (anything [`AsMessage`]), without copying the payload.
+    ///
+    /// Bun's `ws.send(data, true)` is [`send_compressed`](Self::send_compressed).
+    pub fn send(&mut self, message: impl AsMessage) -> SendStatus {
+        let m = message.as_message();
+        self.send_raw(m.as_bytes(), m.opcode(), false)
+    }
+
+    /// Bun's `ws.send(data, true)`: as [`send`](Self::send), compressed
+    /// with per-message deflate when the connection negotiated it (see
+    /// [`PerMessageDeflate`](crate::PerMessageDeflate); sent as is
+    /// otherwise).
+    pub fn send_compressed(&mut self, message: impl AsMessage) -> SendStatus {
+        let m = message.as_message();
+        self.send_raw(m.as_bytes(), m.opcode(), true)
     }
 
     /// Bun's `ws.sendText(text)`.
@@ -306,19 +315,27 @@ impl<T> ServerWebSocket<T> {
         Server::from_core(self.core())
     }
 
-    /// Bun's `ws.publish(topic, data, compress)`: sends to every socket
-    /// subscribed to `topic` except this one (unless `publish_to_self`).
-    /// This socket need not be subscribed to anything. In the `close`
-    /// handler (the chat's "has left the chat") the socket is already out
-    /// of its topics and the message reaches the other subscribers, as in
-    /// Bun. `NoSubscribers` when nobody else gets it.
-    pub fn publish<'m>(
-        &mut self,
-        topic: &str,
-        message: impl Into<Message<'m>>,
-        compress: bool,
-    ) -> PublishStatus {
-        let m = message.into();
+    /// Bun's `ws.publish(topic, data)`: sends to every socket subscribed
+    /// to `topic` except this one (unless `publish_to_self`). This socket
+    /// need not be subscribed to anything. Takes anything [`AsMessage`].
+    /// In the `close` handler (the chat's "has left the chat") the socket
+    /// is already out of its topics and the message reaches the other
+    /// subscribers, as in Bun. `NoSubscribers` when nobody else gets it.
+    ///
+    /// Bun's `ws.publish(topic, data, true)` is
+    /// [`publish_compressed`](Self::publish_compressed).
+    pub fn publish(&mut self, topic: &str, message: impl AsMessage) -> PublishStatus {
+        self.publish_message(topic, message.as_message(), false)
+    }
+
+    /// Bun's `ws.publish(topic, data, true)`: as [`publish`](Self::publish),
+    /// compressed for the subscribers that negotiated per-message deflate
+    /// (see [`PerMessageDeflate`](crate::PerMessageDeflate)).
+    pub fn publish_compressed(&mut self, topic: &str, message: impl AsMessage) -> PublishStatus {
+        self.publish_message(topic, message.as_message(), true)
+    }
+
+    fn publish_message(&mut self, topic: &str, m: Message<'_>, compress: bool) -> PublishStatus {
         let core = self.core();
         let Some(ws) = self.raw() else {
             // Closed (in its `close` handler, like Bun since 1.1.27):
@@ -359,12 +376,12 @@ impl<T> ServerWebSocket<T> {
 
     /// Bun's `ws.publishText(topic, text)`.
     pub fn publish_text(&mut self, topic: &str, text: &str) -> PublishStatus {
-        self.publish(topic, Message::Text(text), false)
+        self.publish(topic, text)
     }
 
     /// Bun's `ws.publishBinary(topic, data)`.
     pub fn publish_binary(&mut self, topic: &str, data: &[u8]) -> PublishStatus {
-        self.publish(topic, Message::Binary(data), false)
+        self.publish(topic, data)
     }
 
     /// Bun's `ws.subscribe(topic)`. Returns `false` when the socket is closed.

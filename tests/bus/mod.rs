@@ -69,16 +69,16 @@ impl WebSocketHandler for Room {
                 ws.send_text(&format!("unsubscribed {topic}"));
             }
             "pub" => {
-                ws.server().publish(topic, body, false);
+                ws.server().publish(topic, body);
             }
             "wspub" => {
-                ws.publish(topic, body, false);
+                ws.publish(topic, body);
             }
             "bin" => {
-                ws.server().publish(topic, body.as_bytes(), false);
+                ws.server().publish(topic, body.as_bytes());
             }
             "zip" => {
-                ws.server().publish(topic, body, true);
+                ws.server().publish_compressed(topic, body);
             }
             _ => {}
         }
@@ -280,7 +280,7 @@ pub fn room_spans_servers(make: MakeBus<'_>, kind: Kind, servers: usize) {
     // A handle of the threaded server: through its threads and the bus.
     nodes[1]
         .handle
-        .publish("room", OwnedMessage::from("from a handle"), false)
+        .publish("room", OwnedMessage::from("from a handle"))
         .unwrap();
     everyone(&mut clients, M::text("from a handle"));
     // The sender of the ws.publish got nothing else meanwhile.
@@ -428,7 +428,7 @@ pub fn topics_follow_subscribers(make: MakeBus<'_>, kind: Kind, bus_subscribers:
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for t in topics {
-                    let _ = handle.publish(t, OwnedMessage::from(format!("{t}:{n}")), false);
+                    let _ = handle.publish(t, OwnedMessage::from(format!("{t}:{n}")));
                 }
                 n += 1;
                 std::thread::sleep(Duration::from_millis(2));
@@ -474,7 +474,7 @@ pub fn topics_follow_subscribers(make: MakeBus<'_>, kind: Kind, bus_subscribers:
     subscribe(&mut c, "final");
     b.wait_linked(1);
     a.handle
-        .publish("final", OwnedMessage::from("final"), false)
+        .publish("final", OwnedMessage::from("final"))
         .unwrap();
     assert_eq!(recv_text(&mut c), "final");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -86,7 +86,7 @@ impl ClientHandler for Recorder {
             Message::Binary(b) => self.log.push(format!("binary:{}", b.len())),
         }
         if self.script.echo {
-            ws.send(message, false);
+            ws.send(message);
         }
         ws.data_mut().received += 1;
         if Some(ws.data().received) == self.script.close_after {
@@ -114,7 +114,7 @@ impl ClientHandler for Recorder {
                 .push(format!("error-state:{}", ws.ready_state().to_bun()));
         }
         self.log.push(format!("error:{error}"));
-        self.errors.lock().unwrap().push(format!("{error:?}"));
+        self.errors.lock().unwrap().push(format!("{error:#?}"));
     }
 }
 

@@ -37,7 +37,7 @@ impl ClientHandler for Load {
         if n % 4096 == 0 && self.rates.borrow_mut().tick(n, self.seconds) {
             self.done.set(true);
         }
-        ws.send(message, false);
+        ws.send(message);
     }
 
     fn error(&self, _ws: Option<&mut ClientWebSocket<()>>, error: &Error) {
