@@ -267,6 +267,17 @@ impl Cluster {
             // Wakes the acceptor out of `accept`.
             let _ = listener.shutdown(std::net::Shutdown::Both);
         }
+        // This thread stops even when the others never started (a failed
+        // `serve_threaded` has no peers): its keepalive must go.
+        if let Some((core, t)) = here {
+            if t >= self.peers().len() {
+                if now {
+                    core.stop_now_local()
+                } else {
+                    core.stop_local()
+                }
+            }
+        }
         for thread in 0..self.peers().len() {
             match here {
                 Some((core, t)) if t == thread => {

@@ -375,7 +375,10 @@ impl Core {
                 self.end(state, 1001, "server stopping");
             }
         }
-        crate::client::stop_owned(self.registry.borrow().number(), false);
+        // The number first: the clients' handlers run inside, and may
+        // reach this registry.
+        let server = self.registry.borrow().number();
+        crate::client::stop_owned(server, false);
         self.start_stop_timer();
         self.stop_bus();
     }
@@ -435,7 +438,10 @@ impl Core {
 
     /// Closes every connection of the server (on this thread) now.
     fn close_all(&self) {
-        crate::client::stop_owned(self.registry.borrow().number(), true);
+        // The number first: the clients' handlers run inside, and may
+        // reach this registry.
+        let server = self.registry.borrow().number();
+        crate::client::stop_owned(server, true);
         for context in [self.http.get(), self.ws_context.get()] {
             if !context.is_null() {
                 // SAFETY: both contexts live as long as the app. Close

@@ -84,6 +84,17 @@ impl Timers {
         Some(live.callback)
     }
 
+    /// Gives back a slot whose id was handed out but never set: its
+    /// generation moves on, so that id never names a later timer.
+    fn retire(&self, index: u32) {
+        let mut slots = self.slots.borrow_mut();
+        let slot = &mut slots[index as usize];
+        if let Some(g) = slot.generation.checked_add(1) {
+            slot.generation = g;
+            self.free.borrow_mut().push(index);
+        }
+    }
+
     /// Clears every timer (their callbacks are dropped here, through the
     /// gate of `core`, whose timers these are).
     pub(crate) fn clear_all(&self, core: &Core) {
@@ -160,16 +171,16 @@ impl<T: 'static> Server<T> {
             generation: timers.slots.borrow()[index as usize].generation,
         };
         if core.stopping() {
-            // Never fires: the slot stays free, so the id names nothing.
-            timers.free.borrow_mut().push(index);
+            // Never fires, and the id names nothing: not even a later timer.
+            timers.retire(index);
             return id;
         }
         let native = match crate::ffi::timer(core.loop_, false) {
             Ok(native) => native,
             Err(e) => {
-                // Out of descriptors: the handler hears of it, and the id,
-                // whose slot stays free, names nothing.
-                timers.free.borrow_mut().push(index);
+                // Out of descriptors: the handler hears of it, and the id
+                // names nothing, not even a later timer.
+                timers.retire(index);
                 core.dispose(callback);
                 core.report(&e);
                 return id;
