@@ -10,11 +10,12 @@ mod common;
 
 use common::child::{child_must_pass, is_child};
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use uws::*;
@@ -119,3 +120,463 @@ fn an_owned_client_close_handler_that_closes_a_server_socket_during_stop_now() {
 // ========================================================================
 // PASSING: attacks that found nothing; kept as regression tests.
 // ========================================================================
+
+/// Counts drops of socket data (per thread: each scenario runs in a child).
+mod counts {
+    use std::cell::Cell;
+    thread_local! {
+        pub static DROPS: Cell<usize> = const { Cell::new(0) };
+        pub static CLOSES: Cell<usize> = const { Cell::new(0) };
+        pub static CLIENT_CLOSES: Cell<usize> = const { Cell::new(0) };
+        pub static ERRORS: Cell<usize> = const { Cell::new(0) };
+    }
+    pub fn bump(c: &'static std::thread::LocalKey<Cell<usize>>) {
+        c.with(|c| c.set(c.get() + 1));
+    }
+    pub fn get(c: &'static std::thread::LocalKey<Cell<usize>>) -> usize {
+        c.with(Cell::get)
+    }
+}
+
+/// Socket data that counts its drop.
+pub struct Counted;
+impl Drop for Counted {
+    fn drop(&mut self) {
+        counts::bump(&counts::DROPS);
+    }
+}
+
+// ------------------------------------------------------------------------
+// P1. `Server::with_socket` runs its closure outside the server's gate
+// (runtime::catch, not Gate::call). From a client handler (the server's
+// gate at 0), the closure corks the socket and stops the server at once:
+// `close_all` runs immediately and closes the socket under the closure's
+// `&mut` and inside uWebSockets' cork of it.
+
+mod p1 {
+    use super::*;
+
+    pub struct Srv;
+    thread_local! {
+        pub static APP: RefCell<Option<App<Srv>>> = const { RefCell::new(None) };
+        pub static SID: Cell<Option<SocketId>> = const { Cell::new(None) };
+        pub static AFTER: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    impl WebSocketHandler for Srv {
+        type Data = Counted;
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<Counted>) -> Response {
+            server.upgrade(req, UpgradeOptions::new(Counted));
+            Response::new("")
+        }
+        fn open(&self, ws: &mut ServerWebSocket<Counted>) {
+            SID.with(|s| s.set(Some(ws.id())));
+            ws.send("hello", false);
+        }
+        fn close(&self, _ws: &mut ServerWebSocket<Counted>, _c: u16, _r: &str) {
+            counts::bump(&counts::CLOSES);
+        }
+    }
+
+    pub struct Cli;
+    impl ClientHandler for Cli {
+        type Data = ();
+        fn message(&self, _ws: &mut ClientWebSocket<()>, _m: Message<'_>) {
+            let id = SID.with(Cell::get).unwrap();
+            APP.with(|a| {
+                let a = a.borrow();
+                let app = a.as_ref().unwrap();
+                let ran = app.with_socket(id, |ws| {
+                    ws.cork(|ws| {
+                        ws.send("a", false);
+                        ws.server().stop_now();
+                        let log = format!(
+                            "{:?} {} {:?}",
+                            ws.send("b", false),
+                            ws.subscribe("t"),
+                            ws.ready_state()
+                        );
+                        ws.terminate();
+                        AFTER.with(|l| l.borrow_mut().push(log));
+                    })
+                });
+                assert!(ran.is_some());
+            });
+        }
+        fn close(&self, _ws: &mut ClientWebSocket<()>, _c: u16, _r: &str) {
+            counts::bump(&counts::CLIENT_CLOSES);
+        }
+    }
+}
+
+#[test]
+fn with_socket_from_a_client_handler_stops_the_server_now_inside_cork() {
+    in_child!(
+        "with_socket_from_a_client_handler_stops_the_server_now_inside_cork",
+        30
+    );
+    use p1::*;
+    let app = serve(options(), Srv).unwrap();
+    let url = format!("ws://127.0.0.1:{}/", app.port());
+    app.connect(&url, ConnectOptions::default(), Cli, ()).unwrap();
+    APP.with(|a| *a.borrow_mut() = Some(app));
+    uws::run();
+    APP.with(|a| drop(a.borrow_mut().take()));
+    assert_eq!(counts::get(&counts::CLOSES), 1);
+    assert_eq!(counts::get(&counts::DROPS), 1);
+    assert_eq!(counts::get(&counts::CLIENT_CLOSES), 1);
+    let after = AFTER.with(|l| l.borrow().clone());
+    assert_eq!(after.len(), 1);
+    assert!(after[0].starts_with("Dropped false"), "{after:?}");
+}
+
+// ------------------------------------------------------------------------
+// P2. An owned client's data whose `Drop` drops the App that owns the
+// client (from a thread-local), then panics. The App is freed at once
+// (its own gate is at 0: this is the client's gate), inside the client's
+// close callback, with the client's slot being freed.
+
+mod p2 {
+    use super::*;
+
+    pub struct Srv;
+    thread_local! {
+        pub static APP: RefCell<Option<App<Srv>>> = const { RefCell::new(None) };
+    }
+
+    impl WebSocketHandler for Srv {
+        type Data = Counted;
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<Counted>) -> Response {
+            server.upgrade(req, UpgradeOptions::new(Counted));
+            Response::new("")
+        }
+        fn close(&self, _ws: &mut ServerWebSocket<Counted>, _c: u16, _r: &str) {
+            counts::bump(&counts::CLOSES);
+        }
+    }
+
+    pub struct DropsOwner;
+    impl Drop for DropsOwner {
+        fn drop(&mut self) {
+            let app = APP.with(|a| a.borrow_mut().take());
+            drop(app);
+            panic!("client data panics after dropping its owner");
+        }
+    }
+
+    pub struct Cli;
+    impl ClientHandler for Cli {
+        type Data = DropsOwner;
+        fn open(&self, ws: &mut ClientWebSocket<DropsOwner>) {
+            ws.close(1000, "bye").unwrap();
+        }
+        fn close(&self, _ws: &mut ClientWebSocket<DropsOwner>, _c: u16, _r: &str) {
+            counts::bump(&counts::CLIENT_CLOSES);
+        }
+        fn error(&self, _ws: Option<&mut ClientWebSocket<DropsOwner>>, _e: &Error) {
+            counts::bump(&counts::ERRORS);
+        }
+    }
+}
+
+#[test]
+fn owned_client_data_whose_drop_drops_its_owner_and_panics() {
+    in_child!("owned_client_data_whose_drop_drops_its_owner_and_panics", 30);
+    use p2::*;
+    let app = serve(options(), Srv).unwrap();
+    let url = format!("ws://127.0.0.1:{}/", app.port());
+    app.connect(&url, ConnectOptions::default(), Cli, DropsOwner)
+        .unwrap();
+    APP.with(|a| *a.borrow_mut() = Some(app));
+    uws::run();
+    assert!(APP.with(|a| a.borrow().is_none()), "the data dropped the App");
+    assert_eq!(counts::get(&counts::CLIENT_CLOSES), 1);
+    assert_eq!(counts::get(&counts::CLOSES), 1);
+    assert_eq!(counts::get(&counts::DROPS), 1);
+}
+
+// ------------------------------------------------------------------------
+// P3. `ClientHandle::with_socket` from a server handler (the clients' gate
+// at 0): the closure terminates the client, whose close (deferred while
+// the closure holds it) runs after it; that close handler drops the App
+// whose handler is running and panics.
+
+mod p3 {
+    use super::*;
+
+    pub struct Srv;
+    thread_local! {
+        pub static APP: RefCell<Option<App<Srv>>> = const { RefCell::new(None) };
+        pub static CLIENT: RefCell<Option<ClientHandle<()>>> = const { RefCell::new(None) };
+        pub static AFTER: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    impl WebSocketHandler for Srv {
+        type Data = Counted;
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<Counted>) -> Response {
+            server.upgrade(req, UpgradeOptions::new(Counted));
+            Response::new("")
+        }
+        fn message(&self, ws: &mut ServerWebSocket<Counted>, m: Message<'_>) {
+            let ran = CLIENT.with(|c| {
+                c.borrow()
+                    .as_ref()
+                    .unwrap()
+                    .with_socket(|c| c.terminate())
+            });
+            // The App is gone (doomed, so stopped: sends are dropped) but
+            // this handler's socket and message stay valid until it returns.
+            let log = format!("{ran:?} {:?} {:?}", m, ws.send("late", false));
+            AFTER.with(|l| l.borrow_mut().push(log));
+        }
+        fn close(&self, _ws: &mut ServerWebSocket<Counted>, _c: u16, _r: &str) {
+            counts::bump(&counts::CLOSES);
+        }
+    }
+
+    pub struct Cli;
+    impl ClientHandler for Cli {
+        type Data = ();
+        fn open(&self, ws: &mut ClientWebSocket<()>) {
+            ws.send("x", false);
+        }
+        fn close(&self, _ws: &mut ClientWebSocket<()>, _c: u16, _r: &str) {
+            counts::bump(&counts::CLIENT_CLOSES);
+            let app = APP.with(|a| a.borrow_mut().take());
+            drop(app);
+            panic!("client close handler panics after dropping the App");
+        }
+    }
+}
+
+#[test]
+fn client_with_socket_from_a_server_handler_whose_close_drops_the_app() {
+    in_child!(
+        "client_with_socket_from_a_server_handler_whose_close_drops_the_app",
+        30
+    );
+    use p3::*;
+    let app = serve(options(), Srv).unwrap();
+    let url = format!("ws://127.0.0.1:{}/", app.port());
+    let h = uws::connect(&url, ConnectOptions::default(), Cli, ()).unwrap();
+    CLIENT.with(|c| *c.borrow_mut() = Some(h));
+    APP.with(|a| *a.borrow_mut() = Some(app));
+    uws::run();
+    assert!(APP.with(|a| a.borrow().is_none()));
+    assert_eq!(counts::get(&counts::CLIENT_CLOSES), 1);
+    assert_eq!(counts::get(&counts::CLOSES), 1);
+    assert_eq!(counts::get(&counts::DROPS), 1);
+    let after = AFTER.with(|l| l.borrow().clone());
+    assert_eq!(after, vec!["Some(()) Text(\"x\") Dropped".to_string()]);
+}
+
+/// A server on a thread of its own whose App lives in the thread-local of
+/// module `$m` (`$m::APP`), run by `uws::run`. Returns its port and thread.
+macro_rules! spawn_in_thread_local {
+    ($m:ident, $handler:expr) => {{
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let app = serve(options(), $handler).unwrap();
+            tx.send(app.port()).unwrap();
+            $m::APP.with(|a| *a.borrow_mut() = Some(app));
+            uws::run();
+            let app = $m::APP.with(|a| a.borrow_mut().take());
+            drop(app);
+        });
+        let port = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        (port, thread)
+    }};
+}
+
+/// Reads until the peer closes or `timeout` passes.
+fn read_all(s: &mut TcpStream, timeout: Duration) -> String {
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+// ------------------------------------------------------------------------
+// P4. A body waker whose destructor (not `wake`) drops the App and panics.
+// The loop holds the last clone of the waker; the client goes away, the
+// abort wakes it (Waker::wake consumes it) and the destructor runs.
+
+mod p4 {
+    use super::*;
+
+    pub struct Defers(pub Mutex<std::sync::mpsc::Sender<PendingRequest<()>>>);
+    impl WebSocketHandler for Defers {
+        type Data = ();
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+            if let Some(p) = server.defer_request(req) {
+                let _ = self.0.lock().unwrap().send(p);
+            }
+            Response::new("")
+        }
+    }
+    thread_local! {
+        pub static APP: RefCell<Option<App<Defers>>> = const { RefCell::new(None) };
+    }
+
+    pub struct DropsAppOnDrop(pub Arc<AtomicUsize>);
+    impl Wake for DropsAppOnDrop {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl Drop for DropsAppOnDrop {
+        fn drop(&mut self) {
+            let app = APP.with(|a| a.borrow_mut().take());
+            let had = app.is_some();
+            drop(app);
+            if had {
+                self.0.fetch_add(100, Ordering::SeqCst);
+                panic!("waker destructor panics after dropping the App");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_body_waker_whose_destructor_drops_the_app_and_panics() {
+    in_child!("a_body_waker_whose_destructor_drops_the_app_and_panics", 30);
+    let (ptx, prx) = std::sync::mpsc::channel();
+    let (port, thread) = spawn_in_thread_local!(p4, p4::Defers(Mutex::new(ptx)));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n")
+        .unwrap();
+    let pending = prx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let waker = Waker::from(Arc::new(p4::DropsAppOnDrop(seen.clone())));
+    {
+        let mut f = std::pin::pin!(pending.body());
+        assert!(f
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+    }
+    drop(waker);
+    drop(s);
+    thread.join().unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 101, "woken once, dropped once");
+    assert!(pending.is_aborted());
+}
+
+// ------------------------------------------------------------------------
+// P5. A timer's closure whose captured value drops the App and panics,
+// dropped when `stop` (called inside `fetch`) clears the timers.
+
+mod p5 {
+    use super::*;
+
+    pub struct Srv;
+    thread_local! {
+        pub static APP: RefCell<Option<App<Srv>>> = const { RefCell::new(None) };
+        pub static FIRED: Cell<usize> = const { Cell::new(0) };
+    }
+    pub static DROPPED_APP: AtomicUsize = AtomicUsize::new(0);
+    pub struct DropsApp;
+    impl Drop for DropsApp {
+        fn drop(&mut self) {
+            let app = APP.with(|a| a.borrow_mut().take());
+            let had = app.is_some();
+            drop(app);
+            if had {
+                DROPPED_APP.fetch_add(1, Ordering::SeqCst);
+                panic!("timer closure's value panics after dropping the App");
+            }
+        }
+    }
+    impl WebSocketHandler for Srv {
+        type Data = ();
+        fn fetch(&self, _req: &mut Request<'_>, server: &Server<()>) -> Response {
+            let guard = DropsApp;
+            server.set_interval(Duration::from_secs(3600), move |_| {
+                let _ = &guard;
+                FIRED.with(|f| f.set(f.get() + 1));
+            });
+            server.set_timeout(Duration::from_millis(1), |s| {
+                s.set_timeout(Duration::from_millis(1), |_| {});
+            });
+            server.stop();
+            // The App is doomed now; the server is still usable here.
+            let _ = server.set_timeout(Duration::from_millis(1), |_| {
+                FIRED.with(|f| f.set(f.get() + 1000));
+            });
+            Response::new(format!("stopping={}", server.pending_requests()))
+        }
+    }
+}
+
+#[test]
+fn a_timer_closure_whose_drop_drops_the_app_when_stop_clears_it() {
+    in_child!(
+        "a_timer_closure_whose_drop_drops_the_app_when_stop_clears_it",
+        30
+    );
+    let (port, thread) = spawn_in_thread_local!(p5, p5::Srv);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = read_all(&mut s, Duration::from_secs(5));
+    assert!(r.ends_with("stopping=0"), "{r}");
+    thread.join().unwrap();
+    assert_eq!(p5::DROPPED_APP.load(Ordering::SeqCst), 1);
+    assert_eq!(p5::FIRED.with(Cell::get), 0);
+}
+
+// ------------------------------------------------------------------------
+// P6. An `on_body` callback that drops the App, answers the request it was
+// handed back, and panics.
+
+mod p6 {
+    use super::*;
+
+    pub struct Srv;
+    pub static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    thread_local! {
+        pub static APP: RefCell<Option<App<Srv>>> = const { RefCell::new(None) };
+    }
+    impl WebSocketHandler for Srv {
+        type Data = ();
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<()>) -> Response {
+            let pending = server.defer_request(req).unwrap();
+            pending.on_body(|server, body, pending| {
+                let app = APP.with(|a| a.borrow_mut().take());
+                drop(app);
+                let r = pending.respond(Response::new(format!(
+                    "{} {}",
+                    body.map(|b| b.bytes().len()).unwrap_or(0),
+                    server.port()
+                )));
+                LOG.lock().unwrap().push(format!("{r:?}"));
+                panic!("on_body panics after dropping the App");
+            });
+            Response::new("")
+        }
+    }
+}
+
+#[test]
+fn an_on_body_callback_that_drops_the_app_answers_and_panics() {
+    in_child!(
+        "an_on_body_callback_that_drops_the_app_answers_and_panics",
+        30
+    );
+    let (port, thread) = spawn_in_thread_local!(p6, p6::Srv);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nping")
+        .unwrap();
+    let r = read_all(&mut s, Duration::from_secs(5));
+    // The App went away before the answer could be sent: the connection
+    // closes (or gets an error status), nothing else.
+    assert!(!r.contains(" 200 "), "{r}");
+    thread.join().unwrap();
+    // Answering after the App went away is refused, and said so.
+    assert_eq!(*p6::LOG.lock().unwrap(), vec!["Err(NotRunning)".to_string()]);
+}
