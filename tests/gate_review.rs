@@ -580,3 +580,62 @@ fn an_on_body_callback_that_drops_the_app_answers_and_panics() {
     // Answering after the App went away is refused, and said so.
     assert_eq!(*p6::LOG.lock().unwrap(), vec!["Err(NotRunning)".to_string()]);
 }
+
+// ------------------------------------------------------------------------
+// F2. `uws_loop_get` asks the kernel for a loop's descriptors (and gives
+// them back) before uWebSockets makes the loop, which then takes them
+// again: another thread can take a descriptor in between, and the loop is
+// made without it (the write through NULL that the probe was meant to
+// prevent). A thread that keeps taking and giving back one descriptor
+// while new threads serve at the limit shows it.
+
+struct Nothing;
+impl WebSocketHandler for Nothing {
+    type Data = ();
+    fn fetch(&self, _req: &mut Request<'_>, _server: &Server<()>) -> Response {
+        Response::new("")
+    }
+}
+
+#[test]
+fn serve_on_new_threads_at_the_descriptor_limit_while_another_thread_takes_one() {
+    const NAME: &str =
+        "serve_on_new_threads_at_the_descriptor_limit_while_another_thread_takes_one";
+    if !is_child(NAME) {
+        return child_must_pass(NAME, Duration::from_secs(120), Some(256));
+    }
+    let mut files = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        files.push(f);
+    }
+    // Exactly four free: what the probe asks for.
+    files.truncate(files.len() - 4);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let f = std::fs::File::open("/dev/null");
+                for _ in 0..50 {
+                    std::hint::spin_loop();
+                }
+                drop(f);
+                for _ in 0..50 {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+    };
+    let mut outcomes = [0usize; 2];
+    for _ in 0..2000 {
+        let r = std::thread::spawn(|| serve(options(), Nothing).map(drop))
+            .join()
+            .expect("serve panicked");
+        outcomes[usize::from(r.is_ok())] += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    hammer.join().unwrap();
+    drop(files);
+    // Every attempt ended with a result (an error, at the limit).
+    assert_eq!(outcomes.iter().sum::<usize>(), 2000, "{outcomes:?}");
+}
