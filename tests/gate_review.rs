@@ -10,6 +10,7 @@ mod common;
 
 use common::child::{child_must_pass, is_child};
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -638,4 +639,51 @@ fn serve_on_new_threads_at_the_descriptor_limit_while_another_thread_takes_one()
     drop(files);
     // Every attempt ended with a result (an error, at the limit).
     assert_eq!(outcomes.iter().sum::<usize>(), 2000, "{outcomes:?}");
+}
+
+// ------------------------------------------------------------------------
+// F3. A timer refused for want of a descriptor hands back an id whose
+// slot goes back to the free list with its generation unchanged: the next
+// timer takes the same slot and generation, so the refused id names it,
+// and clearing the refused id clears the other timer.
+
+struct Errors(Mutex<Vec<String>>);
+impl WebSocketHandler for Errors {
+    type Data = ();
+    fn fetch(&self, _req: &mut Request<'_>, _server: &Server<()>) -> Response {
+        Response::new("")
+    }
+    fn error(&self, _ws: Option<&mut ServerWebSocket<()>>, error: &Error) {
+        self.0.lock().unwrap().push(error.to_string());
+    }
+}
+
+#[test]
+fn a_refused_timer_id_does_not_name_the_next_timer() {
+    const NAME: &str = "a_refused_timer_id_does_not_name_the_next_timer";
+    if !is_child(NAME) {
+        return child_must_pass(NAME, Duration::from_secs(60), Some(256));
+    }
+    let app = serve(options(), Errors(Mutex::new(Vec::new()))).unwrap();
+    let mut files = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        files.push(f);
+    }
+    let refused = app.set_timeout(Duration::from_millis(1), |_| {});
+    drop(files);
+    assert_eq!(app.handler().0.lock().unwrap().len(), 1, "refused and told");
+    let fired = Rc::new(Cell::new(false));
+    let set = {
+        let fired = fired.clone();
+        app.set_timeout(Duration::from_millis(1), move |s| {
+            fired.set(true);
+            s.stop();
+        })
+    };
+    assert_ne!(refused, set, "a refused timer's id names nothing");
+    assert!(!app.clear_timer(refused), "a refused timer was never set");
+    // The timer that was made still fires (and stops the server).
+    app.set_timeout(Duration::from_secs(5), |s| s.stop());
+    uws::run();
+    assert!(fired.get(), "the second timer was cleared through the refused id");
 }
