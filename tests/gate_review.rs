@@ -687,3 +687,58 @@ fn a_refused_timer_id_does_not_name_the_next_timer() {
     uws::run();
     assert!(fired.get(), "the second timer was cleared through the refused id");
 }
+
+// ------------------------------------------------------------------------
+// P7. A socket's data that owns the socket's own App (moved out of the
+// thread-local in `fetch`): the App is dropped when the socket's data is,
+// inside that socket's close callback, and must wait to be freed.
+
+mod p7 {
+    use super::*;
+
+    pub struct Srv;
+    pub static OWNER_DROPS: AtomicUsize = AtomicUsize::new(0);
+    pub static CLOSES: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        pub static APP: RefCell<Option<App<Srv>>> = const { RefCell::new(None) };
+    }
+    pub struct Owner(pub Option<App<Srv>>);
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            OWNER_DROPS.fetch_add(1, Ordering::SeqCst);
+            // The App goes here, with its last socket's slot being freed.
+            drop(self.0.take());
+            panic!("data owning its App panics after dropping it");
+        }
+    }
+    impl WebSocketHandler for Srv {
+        type Data = Owner;
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<Owner>) -> Response {
+            let app = APP.with(|a| a.borrow_mut().take());
+            server.upgrade(req, UpgradeOptions::new(Owner(app)));
+            Response::new("")
+        }
+        fn message(&self, ws: &mut ServerWebSocket<Owner>, m: Message<'_>) {
+            ws.send(m, false);
+        }
+        fn close(&self, ws: &mut ServerWebSocket<Owner>, _c: u16, _r: &str) {
+            CLOSES.fetch_add(1, Ordering::SeqCst);
+            // The server is still there for the close handler.
+            let _ = ws.server().publish("t", "x", false);
+        }
+    }
+}
+
+#[test]
+fn socket_data_that_owns_its_own_app() {
+    in_child!("socket_data_that_owns_its_own_app", 30);
+    let (port, thread) = spawn_in_thread_local!(p7, p7::Srv);
+    let mut c = common::connect(&format!("ws://127.0.0.1:{port}/"));
+    c.send(tungstenite::Message::text("echo")).unwrap();
+    assert_eq!(common::recv_text(&mut c), "echo");
+    c.close(None).unwrap();
+    let _ = c.read();
+    thread.join().unwrap();
+    assert_eq!(p7::CLOSES.load(Ordering::SeqCst), 1);
+    assert_eq!(p7::OWNER_DROPS.load(Ordering::SeqCst), 1);
+}
