@@ -742,3 +742,40 @@ fn socket_data_that_owns_its_own_app() {
     assert_eq!(p7::CLOSES.load(Ordering::SeqCst), 1);
     assert_eq!(p7::OWNER_DROPS.load(Ordering::SeqCst), 1);
 }
+
+// ------------------------------------------------------------------------
+// F4. `serve_threaded` whose other thread fails to start (here: no
+// descriptor for its loop) drops the first thread's App, whose stop goes
+// through `Cluster::stop_all`, which walks the peers: they are only set
+// on success, so nothing stops this thread and its keepalive timer (24
+// days, keeps the loop running) is never closed. The next `uws::run` on
+// the thread does not return.
+
+#[test]
+fn a_failed_serve_threaded_leaves_nothing_on_the_loop() {
+    const NAME: &str = "a_failed_serve_threaded_leaves_nothing_on_the_loop";
+    if !is_child(NAME) {
+        return child_must_pass(NAME, Duration::from_secs(30), Some(256));
+    }
+    // This thread's loop exists from now on.
+    drop(serve(options(), Nothing).unwrap());
+    let mut files = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        files.push(f);
+    }
+    // Two free: the listening socket and the first thread's keepalive
+    // timer; the second thread cannot make its loop.
+    files.truncate(files.len() - 2);
+    let r = serve_threaded(
+        ServeOptions {
+            threads: 2,
+            ..options()
+        },
+        Nothing,
+    );
+    drop(files);
+    assert!(r.is_err(), "the second thread could not start");
+    drop(r);
+    // Nothing of the failed server is left: run returns at once.
+    uws::run();
+}
