@@ -10,10 +10,10 @@ mod common;
 
 use common::child::{child_must_pass, is_child};
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
@@ -111,7 +111,8 @@ fn an_owned_client_close_handler_that_closes_a_server_socket_during_stop_now() {
     use f1::*;
     let app = serve(options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
-    app.connect(&url, ConnectOptions::default(), Cli, ()).unwrap();
+    app.connect(&url, ConnectOptions::default(), Cli, ())
+        .unwrap();
     APP.with(|a| *a.borrow_mut() = Some(app));
     uws::run();
     APP.with(|a| drop(a.borrow_mut().take()));
@@ -219,7 +220,8 @@ fn with_socket_from_a_client_handler_stops_the_server_now_inside_cork() {
     use p1::*;
     let app = serve(options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
-    app.connect(&url, ConnectOptions::default(), Cli, ()).unwrap();
+    app.connect(&url, ConnectOptions::default(), Cli, ())
+        .unwrap();
     APP.with(|a| *a.borrow_mut() = Some(app));
     uws::run();
     APP.with(|a| drop(a.borrow_mut().take()));
@@ -282,7 +284,10 @@ mod p2 {
 
 #[test]
 fn owned_client_data_whose_drop_drops_its_owner_and_panics() {
-    in_child!("owned_client_data_whose_drop_drops_its_owner_and_panics", 30);
+    in_child!(
+        "owned_client_data_whose_drop_drops_its_owner_and_panics",
+        30
+    );
     use p2::*;
     let app = serve(options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
@@ -290,7 +295,10 @@ fn owned_client_data_whose_drop_drops_its_owner_and_panics() {
         .unwrap();
     APP.with(|a| *a.borrow_mut() = Some(app));
     uws::run();
-    assert!(APP.with(|a| a.borrow().is_none()), "the data dropped the App");
+    assert!(
+        APP.with(|a| a.borrow().is_none()),
+        "the data dropped the App"
+    );
     assert_eq!(counts::get(&counts::CLIENT_CLOSES), 1);
     assert_eq!(counts::get(&counts::CLOSES), 1);
     assert_eq!(counts::get(&counts::DROPS), 1);
@@ -319,12 +327,7 @@ mod p3 {
             Response::new("")
         }
         fn message(&self, ws: &mut ServerWebSocket<Counted>, m: Message<'_>) {
-            let ran = CLIENT.with(|c| {
-                c.borrow()
-                    .as_ref()
-                    .unwrap()
-                    .with_socket(|c| c.terminate())
-            });
+            let ran = CLIENT.with(|c| c.borrow().as_ref().unwrap().with_socket(|c| c.terminate()));
             // The App is gone (doomed, so stopped: sends are dropped) but
             // this handler's socket and message stay valid until it returns.
             let log = format!("{ran:?} {:?} {:?}", m, ws.send("late", false));
@@ -579,7 +582,10 @@ fn an_on_body_callback_that_drops_the_app_answers_and_panics() {
     assert!(!r.contains(" 200 "), "{r}");
     thread.join().unwrap();
     // Answering after the App went away is refused, and said so.
-    assert_eq!(*p6::LOG.lock().unwrap(), vec!["Err(NotRunning)".to_string()]);
+    assert_eq!(
+        *p6::LOG.lock().unwrap(),
+        vec!["Err(NotRunning)".to_string()]
+    );
 }
 
 // ------------------------------------------------------------------------
@@ -685,7 +691,10 @@ fn a_refused_timer_id_does_not_name_the_next_timer() {
     // The timer that was made still fires (and stops the server).
     app.set_timeout(Duration::from_secs(5), |s| s.stop());
     uws::run();
-    assert!(fired.get(), "the second timer was cleared through the refused id");
+    assert!(
+        fired.get(),
+        "the second timer was cleared through the refused id"
+    );
 }
 
 // ------------------------------------------------------------------------
