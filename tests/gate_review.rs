@@ -788,3 +788,90 @@ fn a_failed_serve_threaded_leaves_nothing_on_the_loop() {
     // Nothing of the failed server is left: run returns at once.
     uws::run();
 }
+
+// ------------------------------------------------------------------------
+// F1b. The same borrow, reached through an owned client that has not
+// opened yet: `stop_owned` abandons it at once (`ClientCore::shut` ->
+// `abort` -> `fail`), whatever the clients' gate says, and its `error`
+// handler runs under the borrow. Closing a server socket from there
+// aborts the process the same way.
+
+mod f1b {
+    use super::*;
+
+    pub struct Srv;
+    thread_local! {
+        pub static APP: RefCell<Option<App<Srv>>> = const { RefCell::new(None) };
+        pub static SERVER_IDS: RefCell<Vec<SocketId>> = const { RefCell::new(Vec::new()) };
+        pub static ERRORS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    impl WebSocketHandler for Srv {
+        type Data = Counted;
+        fn fetch(&self, req: &mut Request<'_>, server: &Server<Counted>) -> Response {
+            server.upgrade(req, UpgradeOptions::new(Counted));
+            Response::new("")
+        }
+        fn open(&self, ws: &mut ServerWebSocket<Counted>) {
+            SERVER_IDS.with(|s| s.borrow_mut().push(ws.id()));
+        }
+        fn message(&self, ws: &mut ServerWebSocket<Counted>, _m: Message<'_>) {
+            ws.server().stop_now();
+        }
+        fn close(&self, _ws: &mut ServerWebSocket<Counted>, _c: u16, _r: &str) {
+            counts::bump(&counts::CLOSES);
+        }
+    }
+
+    /// Opens and asks the server to stop.
+    pub struct Opens;
+    impl ClientHandler for Opens {
+        type Data = ();
+        fn open(&self, ws: &mut ClientWebSocket<()>) {
+            ws.send("go", false);
+        }
+    }
+
+    /// Never gets an answer; its error closes the server's sockets.
+    pub struct Waits;
+    impl ClientHandler for Waits {
+        type Data = ();
+        fn error(&self, _ws: Option<&mut ClientWebSocket<()>>, _e: &Error) {
+            ERRORS.with(|e| e.set(e.get() + 1));
+            APP.with(|a| {
+                if let Ok(a) = a.try_borrow() {
+                    if let Some(app) = a.as_ref() {
+                        for id in SERVER_IDS.with(|s| s.borrow().clone()) {
+                            let _ = app.close(id, 1000, "from a client's error");
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[test]
+fn an_owned_client_error_handler_that_closes_a_server_socket_during_stop_now() {
+    in_child!(
+        "an_owned_client_error_handler_that_closes_a_server_socket_during_stop_now",
+        30
+    );
+    use f1b::*;
+    // Takes the connection (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("ws://127.0.0.1:{}/", silent.local_addr().unwrap().port());
+    let app = serve(options(), Srv).unwrap();
+    let url = format!("ws://127.0.0.1:{}/", app.port());
+    app.connect(&silent_url, ConnectOptions::default(), Waits, ())
+        .unwrap();
+    app.connect(&url, ConnectOptions::default(), Opens, ())
+        .unwrap();
+    APP.with(|a| *a.borrow_mut() = Some(app));
+    uws::run();
+    APP.with(|a| drop(a.borrow_mut().take()));
+    drop(silent);
+    assert_eq!(ERRORS.with(Cell::get), 1);
+    assert_eq!(counts::get(&counts::CLOSES), 1);
+    assert_eq!(counts::get(&counts::DROPS), 1);
+}
