@@ -7,10 +7,6 @@
 #include "uws_kind.hpp"
 
 #include <cerrno>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
 #include <type_traits>
 
 namespace {
@@ -302,34 +298,8 @@ extern "C" {
 
 void uws_loop_run(uws_loop_t *loop) noexcept { reinterpret_cast<uWS::Loop *>(loop)->run(); }
 
-// Whether a new loop can get its descriptors: uSockets' loop (an epoll
-// instance, a timer and a wakeup) and uWebSockets' date timer. Creating a
-// loop does not check them and writes through what failed, so we ask first
-// (the caller makes a thread's loop once, before anything else of it).
-static bool descriptors_for_a_loop() {
-    int fds[4] = {
-        epoll_create1(EPOLL_CLOEXEC),
-        timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC),
-        timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC),
-        eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
-    };
-    bool all = true;
-    int error = 0;
-    for (int fd : fds) {
-        if (fd < 0) {
-            all = false;
-            error = errno;
-        }
-    }
-    for (int fd : fds) {
-        if (fd >= 0) close(fd);
-    }
-    if (!all) errno = error;
-    return all;
-}
-
 uws_loop_t *uws_loop_get(void) noexcept {
-    if (!descriptors_for_a_loop()) return nullptr;
+    // NULL when the process is out of descriptors (patch 0014).
     // A non-null hint makes uWebSockets leave freeing the loop to us (the
     // epoll backend ignores the hint itself).
     static char hint;
