@@ -317,7 +317,11 @@ impl<H: WebSocketHandler> App<H> {
         core.end_bus();
         // SAFETY: made by `Box::into_raw` in `new`; caller's promise.
         let ctx = unsafe { Box::from_raw(ctx as *mut Ctx<H>) };
-        let _ = drop_contained(ctx);
+        let Ctx { handler, server } = *ctx;
+        // The handler is a user value: dropped through the server's gate
+        // (its panic has no handler left to go to).
+        let _ = server.core().gate.dispose(handler);
+        let _ = drop_contained(server);
     }
 }
 

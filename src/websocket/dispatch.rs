@@ -31,7 +31,8 @@ pub(crate) trait Events: Sized + 'static {
     type Data: 'static;
 
     /// The owner's gate, through which every call into user code goes:
-    /// the server's, or the thread's clients'. It outlives `self`.
+    /// the server's (valid as long as `self`), or the thread's clients'
+    /// (valid after a connection is released, until the thread exits).
     fn gate(&self) -> *const Gate;
     /// The socket is closing: from now on its id resolves to nothing.
     fn forget(&self, id: SocketId);
@@ -122,7 +123,7 @@ type Core<E> = <<E as Events>::Side as Sealed>::Core;
 /// Reports through the handler, containing a panic of the error handler
 /// itself (it has nowhere left to report to).
 pub(crate) fn report<E: Events>(e: &E, ws: Option<&mut Socket<E>>, error: &Error) {
-    // SAFETY: the gate outlives its owner's sockets and `e`.
+    // SAFETY: `e` is valid, and so is its gate (see `Events::gate`).
     let gate = unsafe { &*e.gate() };
     let _ = gate.call("error", || e.report(ws, error));
 }
