@@ -45,6 +45,12 @@ bin=$(test_binary exhaustion)
 echo "== memcheck: exhaustion, out of descriptors ($bin)"
 $memcheck --trace-children=yes "$bin" --test-threads=1 out_of_descriptors
 
+# The randomized re-entrancy test: its first seeds, each child process
+# under valgrind (the test wraps them itself; any error fails the seed).
+bin=$(test_binary reentrancy)
+echo "== memcheck: reentrancy, 4 seeds ($bin)"
+UWS_REENTRANCY_VALGRIND=1 "$bin" seeded
+
 # Each scenario is a process of its own: run those under valgrind.
 bin=$(test_binary scenarios)
 echo "== memcheck: scenarios ($bin)"
