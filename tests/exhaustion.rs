@@ -11,6 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "redis")]
+use std::net::TcpStream;
+#[cfg(feature = "redis")]
+use std::process::{Command, Stdio};
+
 use uws::*;
 
 // Helpers
