@@ -236,6 +236,8 @@ mod ffi;
 mod handler;
 mod http;
 mod options;
+#[cfg(test)]
+mod randomized;
 mod registry;
 mod server;
 mod tls;
