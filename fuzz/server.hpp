@@ -59,7 +59,7 @@ constexpr AppKind kApps[4] = {
     {16 * 1024, 0, 1024},
     {256, 1 | (1 << 8), 256},                    // shared compressor and decompressor
     {16 * 1024, (9 << 4 | 2) | (10 << 8), 64},  // dedicated 4 KB compressor, 1 KB window
-    {1024, (15 << 4 | 8) | (15 << 8), 16},      // dedicated, 32 KB window, tiny messages
+    {1024, (9 << 4 | 1) | (15 << 8), 16},       // dedicated 3 KB compressor, 32 KB window, tiny messages
 };
 
 // What one input may do, and what it saw.
