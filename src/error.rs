@@ -74,6 +74,16 @@ pub enum Error {
         /// The panic payload when it was a string.
         message: String,
     },
+    /// The system refused a resource: most often the process is out of
+    /// file descriptors (`EMFILE`), which a busy server reaches. Nothing
+    /// was made; the server goes on.
+    #[error("could not make {what}: {source}")]
+    Resources {
+        /// What could not be made (`"an event loop"`, `"a timer"`).
+        what: &'static str,
+        /// Why, as the operating system said it.
+        source: std::io::Error,
+    },
     /// The server has stopped (or its thread has gone): nothing can reach it.
     #[error("the server is not running")]
     NotRunning,

@@ -44,3 +44,22 @@ mod tests {
         assert_eq!(ip_from_raw(&buf, 4), Some(IpAddr::from([0, 0, 0, 0])));
     }
 }
+
+/// A native timer on `loop_` (`keeps_loop`: it keeps `run` going), not set
+/// yet; the caller closes it once with `uws_timer_close`. Fails when the
+/// process has no descriptor left for it.
+pub(crate) fn timer(
+    loop_: *mut crate::sys::uws_loop_t,
+    keeps_loop: bool,
+) -> Result<*mut crate::sys::uws_timer_t, crate::Error> {
+    // SAFETY: `uws_timer_create` only needs a live loop, which every
+    // caller passes (its server's or its thread's).
+    let timer = unsafe { crate::sys::uws_timer_create(loop_, i32::from(!keeps_loop)) };
+    if timer.is_null() {
+        return Err(crate::Error::Resources {
+            what: "a timer",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(timer)
+}

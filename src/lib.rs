@@ -218,8 +218,23 @@
 //!   loop is freed after its last App, also when thread-locals drop Apps
 //!   during thread exit; handles stop reaching servers whose thread has
 //!   exited.
-//! - **Nothing unwinds into C++.** Panics in handlers, closures, jobs and
-//!   destructors of data are caught at the boundary.
+//! - **User code runs through one gate.** Each server, and the client
+//!   connections of each thread, has a gate: handler methods, closures
+//!   (jobs, timers, body callbacks, stream producers), `Waker::wake` and
+//!   the `Drop` of user values (socket data, closures, wakers, upgrade
+//!   options) all run through it. It counts the call in (so an App dropped
+//!   there is only stopped, and freed where none of its callbacks runs),
+//!   catches a panic and reports it to `error`, and counts out. Nothing of
+//!   the crate's is locked or borrowed while user code runs: a waker may
+//!   poll again inside `wake`. Every native entry point counts itself in
+//!   before anything else, so a value it drops on the way out is inside
+//!   too (`tests/source_rules.rs` checks both on the source).
+//! - **Nothing unwinds into C++.** Panics in handlers, closures, jobs,
+//!   wakers and destructors of data are caught at the gate.
+//! - **The system saying no is an error, not a crash.** A process out of
+//!   file descriptors gets [`Error::Resources`] for a loop, a timer or a
+//!   connection it could not make; jobs that must arrive (a resolved host,
+//!   a connection's failure) never meet a full queue.
 //!
 //! ## Panics
 //!
@@ -239,6 +254,7 @@ mod options;
 #[cfg(test)]
 mod randomized;
 mod registry;
+mod runtime;
 mod server;
 mod tls;
 mod upgrade;

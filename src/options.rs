@@ -54,7 +54,8 @@ pub struct ServeOptions {
     pub max_request_body_size: usize,
     /// Event loops, each on a thread of its own, for
     /// [`serve_threaded`](crate::serve_threaded): `0` is one per available
-    /// core. Default 1 ([`serve`](crate::serve) takes only 1).
+    /// core. At most [`MAX_THREADS`](Self::MAX_THREADS). Default 1
+    /// ([`serve`](crate::serve) takes only 1).
     pub threads: usize,
     /// How many calls from other threads ([`ServerHandle`](crate::ServerHandle)
     /// publish, send, defer, ...) may wait for the server's loop at once.
@@ -277,9 +278,15 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
 }
 
 impl ServeOptions {
+    /// The most event loops [`threads`](Self::threads) may ask for.
+    pub const MAX_THREADS: usize = 1024;
+
     /// Checks the server-wide values (the WebSocket ones are checked by
     /// [`WebSocketOptions::to_behavior`]).
     pub(crate) fn check(&self) -> Result<(), Error> {
+        if self.threads > Self::MAX_THREADS {
+            return Err(invalid("threads", "must be at most 1024"));
+        }
         if self.queue_limit == 0 {
             return Err(invalid("queue_limit", "must be at least 1"));
         }

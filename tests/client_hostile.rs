@@ -13,6 +13,12 @@ use uws::ConnectOptions;
 
 /// Reads one client frame: (first byte, whether masked, unmasked payload).
 fn read_frame(s: &mut TcpStream) -> (u8, bool, Vec<u8>) {
+    let (first, mask, payload) = read_masked_frame(s);
+    (first, mask.is_some(), payload)
+}
+
+/// Reads one client frame: (first byte, its mask, unmasked payload).
+fn read_masked_frame(s: &mut TcpStream) -> (u8, Option<[u8; 4]>, Vec<u8>) {
     let mut head = [0u8; 2];
     s.read_exact(&mut head).unwrap();
     let masked = head[1] & 0x80 != 0;
@@ -35,7 +41,50 @@ fn read_frame(s: &mut TcpStream) -> (u8, bool, Vec<u8>) {
     for (i, b) in payload.iter_mut().enumerate() {
         *b ^= mask[i % 4];
     }
-    (head[0], masked, payload)
+    (head[0], masked.then_some(mask), payload)
+}
+
+#[test]
+fn every_frame_has_its_own_mask_and_every_length_encoding_reads_back() {
+    // Lengths across the three encodings (7-bit, 16-bit, 64-bit).
+    let lengths: Vec<usize> = (0..96)
+        .map(|i| [0, 5, 125, 126, 200, 65535, 65536, 70000][i % 8])
+        .collect();
+    let texts: Vec<String> = lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            (0..n)
+                .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
+                .collect()
+        })
+        .collect();
+    let expected = texts.clone();
+    let (url, server) = raw_server(move |s, key| {
+        s.write_all(accept_head(key, "").as_bytes()).unwrap();
+        let mut masks = std::collections::HashSet::new();
+        for text in &expected {
+            let (first, mask, payload) = read_masked_frame(s);
+            assert_eq!(first, 0x81, "a final text frame");
+            masks.insert(mask.expect("client frames are masked"));
+            assert_eq!(payload, text.as_bytes(), "payload of {} bytes", text.len());
+        }
+        // 96 random 32-bit masks: a repeat is a one in a million event.
+        assert!(
+            masks.len() >= 95,
+            "only {} distinct masks in 96 frames",
+            masks.len()
+        );
+        s.write_all(&frame(0x88, &[0x03, 0xe8])).unwrap();
+        assert_eq!(read_close(s), 1000);
+    });
+    let recorder = Recorder::new(Script {
+        send: texts,
+        ..Script::default()
+    });
+    spawn(&url, ConnectOptions::default(), &recorder).join();
+    server.join().unwrap();
+    assert_eq!(recorder.drops(), 1);
 }
 
 /// Reads the client's close frame: its code.

@@ -31,13 +31,19 @@ for line in sys.stdin:
 # Definite leaks and memory errors fail the run (exit 9).
 memcheck="valgrind --quiet --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
 
-for suite in websocket pubsub_batching http http_parser h1spec soundness review_soundness review3_soundness lifecycle deferred threads teardown client client_hostile; do
+for suite in websocket pubsub_batching http http_parser h1spec soundness stops_inside_handlers owners_and_threads body_wakers defer_then_upgrade lifecycle deferred threads teardown client client_hostile; do
     bin=$(test_binary "$suite")
     echo "== memcheck: $suite ($bin)"
     # Streaming 100 MiB takes a minute under valgrind; the streamed-body
     # path is covered by the HEAD test of the same suite.
     $memcheck "$bin" --test-threads=2 --skip a_100_mib
 done
+
+# A process out of file descriptors: each scenario runs in a child (under
+# `ulimit -Sn 256`), traced by valgrind too.
+bin=$(test_binary exhaustion)
+echo "== memcheck: exhaustion, out of descriptors ($bin)"
+$memcheck --trace-children=yes "$bin" --test-threads=1 out_of_descriptors
 
 # Each scenario is a process of its own: run those under valgrind.
 bin=$(test_binary scenarios)

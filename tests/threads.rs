@@ -369,3 +369,34 @@ fn serve_refuses_more_than_one_thread_and_threaded_refuses_a_taken_port() {
     .unwrap_err();
     assert!(matches!(err, Error::Listen { .. }), "{err}");
 }
+
+/// `serve_threaded` with a thread count that cannot be honoured.
+///
+/// Checks: `Err(Error::InvalidOption { name: "threads", .. })`, as other
+/// out-of-range options give (`queue_limit: 0`, `idle_timeout > 960`, ...).
+/// Before the fix: a panic ("capacity overflow") from inside `serve_threaded`, after
+/// the listening socket was bound. Not undefined behaviour; an API surprise.
+#[test]
+fn serve_threaded_refuses_more_threads_than_it_can_run() {
+    struct H;
+    impl WebSocketHandler for H {
+        type Data = ();
+        fn fetch(&self, _req: &mut Request<'_>, _server: &Server<()>) -> Response {
+            Response::new("")
+        }
+    }
+    let o = ServeOptions {
+        threads: usize::MAX,
+        hostname: "127.0.0.1".into(),
+        port: 0,
+        ..Default::default()
+    };
+    let r = std::panic::catch_unwind(|| serve_threaded(o, H).map(drop));
+    match r {
+        Ok(Err(Error::InvalidOption {
+            name: "threads", ..
+        })) => {}
+        Ok(other) => panic!("unexpected: {:?}", other.err()),
+        Err(_) => panic!("serve_threaded panicked"),
+    }
+}

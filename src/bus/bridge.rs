@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::future::poll_fn;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +31,7 @@ pub(super) const BATCH: usize = 1024;
 
 /// The bridge thread's body.
 pub(super) fn run(link: Arc<Link>, target: Target) {
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    let result = crate::runtime::catch(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
@@ -48,9 +47,9 @@ pub(super) fn run(link: Arc<Link>, target: Target) {
                 reason: format!("could not start the bridge's runtime: {e}"),
             }),
         }
-    }));
+    });
     if let Err(p) = result {
-        let error = crate::server::callbacks::caught("bus bridge", p);
+        let error = crate::runtime::caught("bus bridge", p);
         target.report(Error::Bus {
             state: BusState::Stopped,
             reason: format!("the bridge ended: {error}"),
@@ -294,7 +293,7 @@ impl<'a> Bridge<'a> {
         let n = batch.len();
         let dropped = self.target.deliver(batch);
         let c = &self.link.counters;
-        Counters::add(&c.received, n - dropped);
+        Counters::add(&c.received, n.saturating_sub(dropped));
         Counters::add(&c.dropped_incoming, dropped);
     }
 }

@@ -22,10 +22,10 @@ use crate::client::{ClientHandler, ConnectOptions};
 use crate::error::Error;
 use crate::ffi::bytes;
 use crate::registry::SocketId;
-use crate::server::Target as _;
+use crate::runtime::Gate;
 use crate::sys;
 use crate::tls::Pem;
-use crate::websocket::dispatch::{self, drop_contained, Events, SlotOf};
+use crate::websocket::dispatch::{self, Events, SlotOf};
 use crate::websocket::slot::{Slot, SocketState};
 use crate::websocket::{ClientSide, ReadyState};
 
@@ -102,7 +102,7 @@ impl ClientCore {
     /// (a handler may still read views of the socket's buffers).
     pub(crate) fn terminate(&self, id: SocketId, ws: *mut sys::uws_ws_t) {
         let hub = self.hub();
-        if !hub.in_callback() {
+        if !hub.gate().in_callback() {
             // SAFETY: the caller's open socket of this kind.
             unsafe { sys::uws_client_close(self.ssl, ws) };
             return;
@@ -293,9 +293,9 @@ pub(crate) fn connect<H: ClientHandler>(
         name: "url",
         reason: "the host contains a NUL byte".into(),
     })?;
-    // SAFETY: a non-fallthrough timer keeps `run` going until we are
-    // connected or have failed; closed before the connection is freed.
-    let timer = unsafe { sys::uws_timer_create(hub.loop_(), 0) };
+    // It keeps `run` going until we are connected or have failed; closed
+    // before the connection is freed.
+    let timer = crate::ffi::timer(hub.loop_(), true)?;
     let conn = Box::into_raw(Box::new(Conn {
         core: ClientCore {
             ssl,
@@ -362,7 +362,9 @@ pub(crate) fn connect<H: ClientHandler>(
                         }
                     }
                 };
-                hub.shared.queue(Box::new(job))?;
+                // Unbounded: the connection is registered and waits for
+                // this report; a full queue must not lose it.
+                let _ = hub.shared.push(Box::new(job), false);
             }
         }
         None => resolve(hub, id, target.host, target.port),
@@ -384,8 +386,10 @@ fn resolve(hub: &Hub, id: SocketId, host: String, port: u16) {
                 unsafe { ClientCore::resolved((*state).core, addresses) };
             }
         };
-        // Fails only once the thread's clients are gone: nothing to tell.
-        let _ = shared.queue(Box::new(job));
+        // Unbounded: the connection waits for its addresses, and a full
+        // queue must not lose them. Fails only once the thread's clients
+        // are gone: nothing to tell then.
+        let _ = shared.push(Box::new(job), false);
     };
     if let Err(e) = std::thread::Builder::new()
         .name("uws-resolve".into())
@@ -397,7 +401,7 @@ fn resolve(hub: &Hub, id: SocketId, host: String, port: u16) {
                 unsafe { ClientCore::resolved((*state).core, Err(e)) };
             }
         };
-        let _ = hub.shared.queue(Box::new(job));
+        let _ = hub.shared.push(Box::new(job), false);
     }
 }
 
@@ -474,17 +478,16 @@ impl<H: ClientHandler> Conn<H> {
         let slot = c.slot.get();
         let state = c.slot_state();
         let hub = c.core.hub();
-        hub.enter();
+        let _in = hub.gate().enter();
         c.forget(state.id.get());
         state.ready.set(ReadyState::Closed);
         // SAFETY: live and not busy (a connection that has not opened is
         // never handed out); in the Closed state sends are dropped.
         unsafe { dispatch::handed(conn, slot, "error", |ws| c.handler.error(Some(ws), &error)) };
         // SAFETY: made in `connect`; unregistered and not busy.
-        if let Err(e) = drop_contained(unsafe { Slot::free(slot) }) {
+        if let Err(e) = hub.gate().dispose(unsafe { Slot::free(slot) }) {
             dispatch::report(c, None, &e);
         }
-        hub.leave();
         // SAFETY: nothing refers to the connection any more.
         unsafe { Self::released(conn) };
     }
@@ -542,6 +545,8 @@ impl<H: ClientHandler> Conn<H> {
         let conn = arg as *const Self;
         // SAFETY: the timer's argument, live until the timer is closed.
         let c = unsafe { &*conn };
+        // SAFETY: the hub outlives its connections.
+        let _in = unsafe { &*c.core.hub }.gate().enter();
         let error = c.core.connect_error(io::Error::new(
             io::ErrorKind::TimedOut,
             "the connection did not open within the connect timeout",
@@ -562,6 +567,7 @@ unsafe extern "C" fn on_upgrade<H: ClientHandler>(
     // SAFETY: `ctx` is the connection registered with the socket, live
     // and not open; the head is valid during the call.
     let (c, head) = unsafe { (&*(ctx as *const Conn<H>), bytes(head, length)) };
+    let _in = c.core.hub().gate().enter();
     let mut attempt = c.attempt.borrow_mut();
     let Some(a) = attempt.as_mut() else { return 0 };
     match a.offer.check(head) {
@@ -602,6 +608,8 @@ unsafe extern "C" fn on_failed<H: ClientHandler>(
     // SAFETY: the connection registered with the socket, live and not
     // open; the detail is valid during the call.
     let (c, detail) = unsafe { (&*conn, bytes(detail, length)) };
+    // SAFETY: the hub outlives its connections (the guard outlives `c`).
+    let _in = unsafe { &*c.core.hub }.gate().enter();
     let detail = String::from_utf8_lossy(detail);
     let url = c.core.url.clone();
     let error = match failure {
@@ -653,8 +661,8 @@ impl<H: ClientHandler> Events for Conn<H> {
     type Side = ClientSide;
     type Data = H::Data;
 
-    fn depth(&self) -> *const Cell<u32> {
-        self.core.hub().depth()
+    fn gate(&self) -> *const Gate {
+        self.core.hub().gate()
     }
 
     fn forget(&self, id: SocketId) {
@@ -670,9 +678,12 @@ impl<H: ClientHandler> Events for Conn<H> {
 
     unsafe fn released(this: *const Self) {
         // SAFETY: made by `Box::into_raw` in `connect`; the caller's
-        // promise that nothing refers to it. A panic of the handler's
-        // destructor has nowhere to go.
-        let _ = drop_contained(unsafe { Box::from_raw(this.cast_mut()) });
+        // promise that nothing refers to it. The hub outlives it. A panic
+        // of the handler's destructor has nowhere to go.
+        unsafe {
+            let hub = (*this).core.hub;
+            let _ = (*hub).gate().dispose(Box::from_raw(this.cast_mut()));
+        }
     }
 }
 

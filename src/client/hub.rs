@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::client::conn::ClientCore;
 use crate::error::Error;
 use crate::registry::{Registry, SocketId};
+use crate::runtime::Gate;
 use crate::server::{thread_exiting, Shared, Target, ThreadLoop};
 use crate::sys;
 use crate::websocket::slot::SocketState;
@@ -29,8 +30,9 @@ pub(crate) struct Hub {
     pub(crate) registry: RefCell<Registry>,
     pub(crate) shared: Arc<Shared<Hub>>,
     contexts: RefCell<Vec<Context>>,
-    /// Callbacks of client connections on the stack now.
-    depth: Cell<u32>,
+    /// Every call into user code of the thread's connections goes through
+    /// it; it counts their callbacks on the stack.
+    gate: Gate,
     loop_: *mut sys::uws_loop_t,
     /// The claim on the thread's loop (released last).
     _thread: ThreadLoop,
@@ -55,16 +57,8 @@ impl Drop for Owner {
 }
 
 impl Target for Hub {
-    fn enter(&self) {
-        self.depth.set(self.depth.get() + 1);
-    }
-
-    fn leave(&self) {
-        self.depth.set(self.depth.get() - 1);
-    }
-
-    fn in_callback(&self) -> bool {
-        self.depth.get() > 0
+    fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     fn doomed(&self) -> bool {
@@ -83,7 +77,7 @@ pub(crate) fn in_callback() -> bool {
     HUB.try_with(|h| {
         let hub = h.0.get();
         // SAFETY: non-null hubs are live until the thread-local goes.
-        !hub.is_null() && unsafe { (*hub).in_callback() }
+        !hub.is_null() && unsafe { (*hub).gate.in_callback() }
     })
     .unwrap_or(false)
 }
@@ -100,7 +94,7 @@ impl Hub {
                     registry: RefCell::new(Registry::new()),
                     shared: Shared::new(loop_, QUEUE_LIMIT),
                     contexts: RefCell::new(Vec::new()),
-                    depth: Cell::new(0),
+                    gate: Gate::new(),
                     loop_,
                     _thread: thread,
                 }));
@@ -120,9 +114,9 @@ impl Hub {
             .filter(|h| !h.is_null())
     }
 
-    /// The count of client callbacks on the stack.
-    pub(crate) fn depth(&self) -> &Cell<u32> {
-        &self.depth
+    /// The gate of the thread's client connections.
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     pub(crate) fn loop_(&self) -> *mut sys::uws_loop_t {

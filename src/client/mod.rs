@@ -34,10 +34,9 @@ pub use options::{ClientTls, ConnectOptions};
 /// [`data`](WebSocket::data), ... plus [`protocol`](Self::protocol),
 /// [`url`](Self::url) and [`handle`](Self::handle).
 ///
-/// Frames are masked as RFC 6455 requires, with uWebSockets' formatter,
-/// which draws masks from the C library's `rand()`: predictable, which
-/// matters for scripts in browsers aiming bytes at proxies, not for a
-/// native client sending its own data.
+/// Frames are masked as RFC 6455 requires, with masks an intermediary
+/// cannot predict: they come from the kernel's random generator
+/// (`getrandom`, one call per 64 frames).
 ///
 /// ```no_run
 /// use uws::*;

@@ -10,7 +10,6 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +19,7 @@ use crate::error::Error;
 use crate::ffi::bytes;
 use crate::http::{Body, Request, Response};
 use crate::options::SubprotocolPolicy;
-use crate::server::callbacks::{caught, drop_contained, drop_payload};
+use crate::runtime::{self, drop_payload};
 use crate::server::{accept, Core, Server, Shared};
 use crate::sys;
 use crate::upgrade::UpgradeOptions;
@@ -42,7 +41,8 @@ pub(crate) struct PendingShared {
 
 enum BodySlot {
     Waiting {
-        waker: Option<Waker>,
+        /// One per task awaiting the body.
+        wakers: Vec<Waker>,
         then: Option<OnBody>,
     },
     Ready(Result<Body, Error>),
@@ -158,8 +158,9 @@ fn corked<F: FnOnce()>(ssl: i32, res: *mut sys::uws_res_t, f: F) {
         // SAFETY: `arg` is the `Call` below, alive for the native call.
         let call = unsafe { &mut *(arg as *mut Call<F>) };
         if let Some(f) = call.0.take() {
-            // Our own code, which reports rather than panics; contain it anyway.
-            if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+            // Our own code, which runs user code through the gate and
+            // reports rather than panics; contain it anyway.
+            if let Err(p) = runtime::catch(f) {
                 drop_payload(p);
             }
         }
@@ -169,58 +170,60 @@ fn corked<F: FnOnce()>(ssl: i32, res: *mut sys::uws_res_t, f: F) {
     unsafe { sys::uws_res_cork(ssl, res, Some(run::<F>), (&mut call as *mut Call<F>).cast()) };
 }
 
-/// Hands the complete (or failed) body to whoever waits for it.
+/// Hands the complete (or failed) body to whoever waits for it: its
+/// callback, or the tasks awaiting it (woken once the lock is released, so
+/// that a waker may poll again at once).
 fn deliver(core: &Core, shared: &PendingShared, body: Result<Body, Error>) {
-    let then = {
+    let (then, wakers) = {
         let mut slot = shared.body();
         match std::mem::replace(&mut *slot, BodySlot::Taken) {
-            BodySlot::Waiting { waker, then } => match then {
-                Some(then) => Some((then, body)),
+            BodySlot::Waiting { wakers, then } => match then {
+                Some(then) => (Some((then, body)), wakers),
                 None => {
                     *slot = BodySlot::Ready(body);
-                    if let Some(w) = waker {
-                        w.wake();
-                    }
-                    None
+                    (None, wakers)
                 }
             },
             other => {
                 *slot = other;
-                None
+                (None, Vec::new())
             }
         }
     };
     if let Some((then, body)) = then {
-        core.enter();
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| then(core, body))) {
-            core.report(&caught("on_body", p));
-        }
-        core.leave();
+        core.call("on_body", || then(core, body));
+    }
+    for waker in wakers {
+        core.call("wake", || waker.wake());
     }
 }
 
 /// Forgets a request that can no longer be answered, and tells its holder.
 fn close(core: &Core, entry: Entry, why: Error) {
-    entry.shared.closed.store(true, Ordering::SeqCst);
-    if let Some(producer) = entry.producer {
-        let _ = drop_contained(producer);
+    let Entry {
+        shared,
+        producer,
+        body_done,
+        ..
+    } = entry;
+    shared.closed.store(true, Ordering::SeqCst);
+    core.dispose(producer);
+    if !body_done {
+        deliver(core, &shared, Err(why));
     }
-    if !entry.body_done {
-        deliver(core, &entry.shared, Err(why));
-    }
+    core.dispose(shared);
 }
 
 unsafe extern "C" fn on_aborted(ctx: *mut c_void, token: u64) {
     // SAFETY: `ctx` is the core that attached this callback; its
     // connections are all closed before it goes away.
     let core = unsafe { &*(ctx as *const Core) };
+    // Counted in: a producer's or waker's drop may drop the App, which
+    // must then wait until uWebSockets' close returns.
+    let _in = core.gate.enter();
     let entry = core.pending.borrow_mut().remove(token);
     if let Some(entry) = entry {
-        // Counted as a callback: a producer's or waker's drop may drop the
-        // App, which must then wait until uWebSockets' close returns.
-        core.enter();
         close(core, entry, Error::Aborted);
-        core.leave();
     }
 }
 
@@ -233,6 +236,7 @@ unsafe extern "C" fn on_data(
 ) {
     // SAFETY: as in `on_aborted`; the chunk is valid during the call.
     let (core, chunk) = unsafe { (&*(ctx as *const Core), bytes(data, length)) };
+    let _in = core.gate.enter();
     let mut table = core.pending.borrow_mut();
     let Some(entry) = table.get_mut(token) else {
         return;
@@ -267,6 +271,7 @@ unsafe extern "C" fn on_data(
 unsafe extern "C" fn on_writable(ctx: *mut c_void, token: u64, _offset: u64) -> c_int {
     // SAFETY: as in `on_aborted`.
     let core = unsafe { &*(ctx as *const Core) };
+    let _in = core.gate.enter();
     c_int::from(produce(core, token))
 }
 
@@ -334,7 +339,7 @@ fn produce(core: &Core, token: u64) -> bool {
         (entry.res, entry.head, producer)
     };
     let ssl = core.ssl;
-    core.enter();
+    let _in = core.gate.enter();
     let mut writer = BodyWriter {
         ssl,
         res,
@@ -345,7 +350,7 @@ fn produce(core: &Core, token: u64) -> bool {
     };
     let outcome = loop {
         writer.wrote = false;
-        match catch_unwind(AssertUnwindSafe(|| producer(&mut writer))) {
+        match core.gate.call("stream", || producer(&mut writer)) {
             Ok(Flow::Done) => break Ok(true),
             Ok(Flow::More) if writer.full => break Ok(false),
             Ok(Flow::More) if writer.wrote => continue,
@@ -355,22 +360,27 @@ fn produce(core: &Core, token: u64) -> bool {
                     message: "the producer returned Flow::More without writing".into(),
                 })
             }
-            Err(p) => break Err(caught("stream", p)),
+            Err(e) => break Err(e),
         }
     };
     let done = match outcome {
         Ok(false) => {
             // Wait for the next writable event, unless the client went away
             // meanwhile (the entry is gone then).
-            match core.pending.borrow_mut().get_mut(token) {
-                Some(entry) => entry.producer = Some(producer),
-                None => drop_contained(producer).unwrap_or(()),
-            }
+            let gone = match core.pending.borrow_mut().get_mut(token) {
+                Some(entry) => {
+                    entry.producer = Some(producer);
+                    None
+                }
+                None => Some(producer),
+            };
+            core.dispose(gone);
             false
         }
         Ok(true) => {
-            let _ = drop_contained(producer);
-            if let Some(entry) = core.pending.borrow_mut().remove(token) {
+            core.dispose(producer);
+            let entry = core.pending.borrow_mut().remove(token);
+            if let Some(entry) = entry {
                 detach(ssl, res);
                 // SAFETY: a live response, still waiting; this ends it. A
                 // Connection: close of a stopping server is in the head
@@ -384,15 +394,18 @@ fn produce(core: &Core, token: u64) -> bool {
                     }
                 }
                 entry.shared.closed.store(true, Ordering::SeqCst);
+                core.dispose(entry);
             }
             true
         }
         Err(e) => {
-            let _ = drop_contained(producer);
+            core.dispose(producer);
             core.report(&e);
-            if let Some(entry) = core.pending.borrow_mut().remove(token) {
+            let entry = core.pending.borrow_mut().remove(token);
+            if let Some(entry) = entry {
                 detach(ssl, res);
                 entry.shared.closed.store(true, Ordering::SeqCst);
+                core.dispose(entry);
                 // SAFETY: a live response; the body is cut short, so the
                 // connection must go.
                 unsafe { sys::uws_res_close(ssl, res) };
@@ -400,7 +413,6 @@ fn produce(core: &Core, token: u64) -> bool {
             true
         }
     };
-    core.leave();
     done
 }
 
@@ -442,7 +454,7 @@ impl Core {
         let shared = Arc::new(PendingShared {
             closed: AtomicBool::new(false),
             body: Mutex::new(BodySlot::Waiting {
-                waker: None,
+                wakers: Vec::new(),
                 then: None,
             }),
         });
@@ -479,6 +491,7 @@ impl Core {
         if let Some(entry) = self.finish(token) {
             let (ssl, res, close) = (self.ssl, entry.res, self.stopping());
             corked(ssl, res, || response.write(ssl, res, close, entry.head));
+            self.dispose(entry);
         }
     }
 }
@@ -658,10 +671,10 @@ impl<T: 'static> PendingRequest<T> {
                 core.respond(token, Response::new("server stopping").with_status(503));
                 return;
             }
-            let Some(entry) = core.finish(token) else {
+            let Some(mut entry) = core.finish(token) else {
                 return;
             };
-            let target = entry.upgrade.expect("a handshake has its target");
+            let target = entry.upgrade.take().expect("a handshake has its target");
             // Corked, like every write outside the request handler: the 101
             // goes out in one write, with what `open` sends. (Unpatched,
             // uWebSockets' HttpResponse::cork went on treating the socket as
@@ -679,6 +692,7 @@ impl<T: 'static> PendingRequest<T> {
                     options,
                 )
             });
+            core.dispose(entry);
         })
     }
 
@@ -724,10 +738,10 @@ impl<T: 'static> PendingRequest<T> {
                 head.write_head(ssl, res, close);
                 if is_head {
                     if let Some(entry) = core.finish(token) {
-                        let _ = drop_contained(entry.producer);
                         // SAFETY: a live response; ends it without a body
                         // (Connection: close is in the head, as in `produce`).
                         unsafe { sys::uws_res_end_without_body(ssl, res, 0, 0, 0) };
+                        core.dispose(entry);
                     }
                 } else {
                     produce(core, token);
@@ -761,11 +775,15 @@ impl<T: 'static> PendingRequest<T> {
             Box::new(move |core: &Core, body| f(Server::from_core(core), body, self));
         let mut slot = shared.body();
         let ready = match std::mem::replace(&mut *slot, BodySlot::Taken) {
-            BodySlot::Waiting { .. } => {
+            BodySlot::Waiting { wakers, .. } => {
                 *slot = BodySlot::Waiting {
-                    waker: None,
+                    wakers: Vec::new(),
                     then: Some(then),
                 };
+                drop(slot);
+                // Tasks that awaited the body will not get it: wake them
+                // (they see it taken).
+                wakers.into_iter().for_each(Waker::wake);
                 return;
             }
             BodySlot::Ready(body) => body,
@@ -795,8 +813,10 @@ impl Future for BodyFuture<'_> {
                 BodySlot::Ready(body) => Poll::Ready(body),
                 _ => unreachable!(),
             },
-            BodySlot::Waiting { waker, .. } => {
-                *waker = Some(cx.waker().clone());
+            BodySlot::Waiting { wakers, .. } => {
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
             BodySlot::Taken => Poll::Ready(Err(Error::InvalidOption {

@@ -20,7 +20,8 @@ use std::sync::{Arc, Weak};
 
 use crate::error::Error;
 use crate::handler::WebSocketHandler;
-use crate::server::callbacks::{drop_contained, Ctx};
+use crate::runtime::drop_contained;
+use crate::server::callbacks::Ctx;
 use crate::server::{Core, Server, Shared};
 use crate::sys;
 
@@ -137,6 +138,12 @@ impl ThreadLoop {
             }
             l.get()
         });
+        if loop_.is_null() {
+            return Err(Error::Resources {
+                what: "an event loop",
+                source: std::io::Error::last_os_error(),
+            });
+        }
         APPS.with(|a| a.set(a.get() + 1));
         Ok(ThreadLoop { loop_ })
     }

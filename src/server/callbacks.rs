@@ -7,9 +7,7 @@
 //! App dropped from inside its own callbacks is freed later, see
 //! [`App`](super::App)), and catches panics before they reach C++.
 
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -17,11 +15,11 @@ use crate::ffi::bytes;
 use crate::handler::WebSocketHandler;
 use crate::http::{Request, Response};
 use crate::registry::SocketId;
+use crate::runtime::Gate;
 use crate::server::{accept, Core, Hooks, Server};
 use crate::sys;
 use crate::upgrade::UpgradeOptions;
 use crate::websocket::dispatch::{self, close_now, Events};
-pub(crate) use crate::websocket::dispatch::{caught, drop_contained, drop_payload};
 use crate::websocket::slot::SocketState;
 use crate::websocket::{ReadyState, ServerSide};
 
@@ -38,8 +36,8 @@ impl<H: WebSocketHandler> Events for Ctx<H> {
     type Side = ServerSide;
     type Data = Data<H>;
 
-    fn depth(&self) -> *const Cell<u32> {
-        self.core().depth()
+    fn gate(&self) -> *const Gate {
+        &self.core().gate
     }
 
     fn forget(&self, id: SocketId) {
@@ -67,26 +65,24 @@ impl<H: WebSocketHandler> Ctx<H> {
     fn fetch(&self, res: *mut sys::uws_res_t, req: *mut sys::uws_req_t, ws_context: *mut c_void) {
         let core = self.core();
         let ssl = core.ssl;
-        core.enter();
+        // Counted in before anything else: every user value dropped below
+        // (the request's options, the response) drops inside.
+        let _in = core.gate.enter();
         if core.doomed() {
             Response::new("server gone")
                 .with_status(503)
                 .write(ssl, res, true, false);
-            core.leave();
             return;
         }
         let mut request = Request::new(req, res, ssl, ws_context, core);
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            self.handler.fetch(&mut request, &self.server)
-        }));
+        let result = core
+            .gate
+            .call("fetch", || self.handler.fetch(&mut request, &self.server));
         let upgrade = request.upgrade.take();
         let (response, upgrade) = match result {
             Ok(response) => (response, upgrade),
-            Err(p) => {
-                let error = caught("fetch", p);
-                if let Err(e) = drop_contained(upgrade) {
-                    dispatch::report(self, None, &e);
-                }
+            Err(error) => {
+                core.dispose(upgrade);
                 dispatch::report(self, None, &error);
                 (Response::new("internal error").with_status(500), None)
             }
@@ -94,7 +90,8 @@ impl<H: WebSocketHandler> Ctx<H> {
         if request.deferred {
             // Answered later (a panic after deferring leaves that to the
             // pending request, which answers 500 if it is dropped).
-            core.leave();
+            // `upgrade` refuses a deferred request, so there are no options.
+            core.dispose(upgrade);
             return;
         }
         // Asked right before each write: user code (a drop, the error
@@ -115,15 +112,16 @@ impl<H: WebSocketHandler> Ctx<H> {
                         accept(core, res, key, extensions, request.ws_context, *options)
                     }
                     // `Server<T>::upgrade` only ever stores `UpgradeOptions<T>`.
-                    Err(_) => Response::new("")
-                        .with_status(500)
-                        .write(ssl, res, false, false),
+                    Err(other) => {
+                        core.dispose(other);
+                        Response::new("")
+                            .with_status(500)
+                            .write(ssl, res, false, false)
+                    }
                 }
             }
             Some(upgrade) => {
-                if let Err(e) = drop_contained(upgrade) {
-                    dispatch::report(self, None, &e);
-                }
+                core.dispose(upgrade);
                 if open() {
                     Response::new("server stopping")
                         .with_status(503)
@@ -136,7 +134,6 @@ impl<H: WebSocketHandler> Ctx<H> {
             }
             None => {}
         }
-        core.leave();
     }
 }
 
@@ -179,18 +176,15 @@ pub(crate) unsafe extern "C" fn on_subscription<H: WebSocketHandler>(
             state.ready.set(ReadyState::Closing);
         }
     }
-    core.enter();
+    let _in = core.gate.enter();
     // SAFETY: the topic bytes are valid during the call.
     let topic = unsafe { bytes(topic, length) };
     let (old, new) = (old_count.max(0) as usize, new_count.max(0) as usize);
     core.count_subscribers(topic, old, new);
     let topic = String::from_utf8_lossy(topic);
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+    core.call("subscription", || {
         c.handler.subscription(&c.server, id, &topic, old, new)
-    })) {
-        dispatch::report(c, None, &caught("subscription", p));
-    }
-    core.leave();
+    });
 }
 
 /// The type-erased entry points of [`Hooks`].

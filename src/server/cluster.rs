@@ -212,21 +212,31 @@ impl Cluster {
     }
 
     /// Messages from the bus: each to every thread that has subscribers to
-    /// its topic, one batch per thread. Returns how many deliveries were
-    /// dropped (full inboxes).
+    /// its topic, one batch per thread. Returns how many of the messages
+    /// were dropped for at least one thread (full inboxes), at most
+    /// `messages.len()`.
     pub(crate) fn deliver_from_outside(&self, messages: &[Forward]) -> usize {
         let mut batches: Vec<Vec<Forward>> = (0..self.threads).map(|_| Vec::new()).collect();
-        for m in messages {
+        let mut which: Vec<Vec<usize>> = (0..self.threads).map(|_| Vec::new()).collect();
+        for (i, m) in messages.iter().enumerate() {
             let topic = &m.data[..m.topic_len];
-            self.targets(None, topic, |thread| batches[thread].push(m.clone()));
+            self.targets(None, topic, |thread| {
+                batches[thread].push(m.clone());
+                which[thread].push(i);
+            });
         }
-        let mut dropped = 0;
+        let mut lost = vec![false; messages.len()];
         for (thread, batch) in batches.iter_mut().enumerate() {
             if !batch.is_empty() {
-                dropped += self.deliver(thread, batch);
+                // An inbox keeps the head of a batch and drops its tail.
+                let dropped = self.deliver(thread, batch);
+                let sent = which[thread].len() - dropped;
+                for &i in &which[thread][sent..] {
+                    lost[i] = true;
+                }
             }
         }
-        dropped
+        lost.into_iter().filter(|&l| l).count()
     }
 
     /// A publish from outside the server's threads (a handle): straight to

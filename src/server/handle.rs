@@ -3,14 +3,13 @@
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::bus::link::Link as BusLink;
 use crate::bus::BusStatus;
 use crate::error::Error;
-use crate::server::callbacks::{caught, drop_contained};
+use crate::runtime::{drop_contained, Gate};
 use crate::server::cluster::Cluster;
 use crate::server::{Core, Server};
 use crate::sys;
@@ -19,12 +18,8 @@ use crate::websocket::Message;
 /// What jobs from other threads run on, on its loop's thread: a server's
 /// [`Core`], or the client connections of a thread.
 pub(crate) trait Target: 'static {
-    /// Counts a callback in (see `Core::enter`) ...
-    fn enter(&self);
-    /// ... and out.
-    fn leave(&self);
-    /// Whether a callback runs now.
-    fn in_callback(&self) -> bool;
+    /// The gate jobs run through.
+    fn gate(&self) -> &Gate;
     /// Whether the target was dropped inside a job: later jobs are dropped.
     fn doomed(&self) -> bool;
     /// Reports a job's panic.
@@ -32,16 +27,8 @@ pub(crate) trait Target: 'static {
 }
 
 impl Target for Core {
-    fn enter(&self) {
-        Core::enter(self);
-    }
-
-    fn leave(&self) {
-        Core::leave(self);
-    }
-
-    fn in_callback(&self) -> bool {
-        Core::in_callback(self)
+    fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     fn doomed(&self) -> bool {
@@ -147,7 +134,7 @@ impl<C: Target> Shared<C> {
     pub(crate) fn in_callback(&self) -> bool {
         let core = self.lock().core;
         // SAFETY: non-null means the server is alive; called on its thread.
-        !core.is_null() && unsafe { (*core).in_callback() }
+        !core.is_null() && unsafe { (*core).gate().in_callback() }
     }
 
     /// Cuts other threads off: later calls fail with `NotRunning`. The jobs
@@ -180,16 +167,21 @@ unsafe extern "C" fn run_jobs<C: Target>(arg: *mut c_void) {
         // drop the App: it is then only doomed (we count as its callback)
         // and freed after we return.
         let core = unsafe { &*core };
-        core.enter();
+        let gate = core.gate();
+        let _in = gate.enter();
         for job in jobs.by_ref() {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| job(core))) {
-                core.report(&caught("defer", p));
+            if let Err(e) = gate.call("defer", || job(core)) {
+                core.report(&e);
             }
             if core.doomed() {
                 break;
             }
         }
-        core.leave();
+        for job in jobs.by_ref() {
+            if let Err(e) = gate.dispose(job) {
+                core.report(&e);
+            }
+        }
     }
     for job in jobs {
         let _ = drop_contained(job);

@@ -24,6 +24,7 @@ use crate::handler::WebSocketHandler;
 use crate::http::{write_header, PendingTable, Request};
 use crate::options::{ServeOptions, SubprotocolPolicy};
 use crate::registry::{Registry, SocketId};
+use crate::runtime::Gate;
 use crate::sys;
 use crate::tls::{self, NativeTls, TlsOptions};
 use crate::upgrade::UpgradeOptions;
@@ -87,8 +88,9 @@ pub struct Core {
     pub(crate) pending: RefCell<PendingTable>,
     max_request_body_size: usize,
     timers: Timers,
-    /// Callbacks of this server on the stack now (see [`App`]'s drop).
-    depth: Cell<u32>,
+    /// Every call into user code goes through it; it counts this server's
+    /// callbacks on the stack (see [`App`]'s drop).
+    pub(crate) gate: Gate,
     /// Closes asked for inside a callback, done at the loop's next wakeup
     /// (see [`Postponed`]).
     postponed: RefCell<Vec<Postponed>>,
@@ -128,18 +130,17 @@ impl Core {
         (asked && self.compress_sends).into()
     }
 
-    /// The count of this server's callbacks on the stack.
-    pub(crate) fn depth(&self) -> &Cell<u32> {
-        &self.depth
+    /// Runs user code `f` through the server's gate, reporting a panic to
+    /// the handler's `error`.
+    pub(crate) fn call<R>(&self, name: &'static str, f: impl FnOnce() -> R) -> Option<R> {
+        self.gate.call(name, f).map_err(|e| self.report(&e)).ok()
     }
 
-    /// Counts a callback of this server in (see [`leave`](Self::leave)).
-    pub(crate) fn enter(&self) {
-        self.depth.set(self.depth.get() + 1);
-    }
-
-    pub(crate) fn leave(&self) {
-        self.depth.set(self.depth.get() - 1);
+    /// Drops a user value through the server's gate, reporting a panic.
+    pub(crate) fn dispose<T>(&self, value: T) {
+        if let Err(e) = self.gate.dispose(value) {
+            self.report(&e);
+        }
     }
 
     /// Queues `op` for the loop's next wakeup: a point where no callback of
@@ -195,7 +196,7 @@ impl Core {
 
     /// Whether a callback of this server is running now.
     pub(crate) fn in_callback(&self) -> bool {
-        self.depth.get() > 0
+        self.gate.in_callback()
     }
 
     /// Runs a subscribe or unsubscribe call of `ws`: subscription events
@@ -356,7 +357,7 @@ impl Core {
             return;
         }
         self.close_keepalive();
-        self.timers.clear_all();
+        self.timers.clear_all(self);
         let http = self.http.get();
         if !http.is_null() {
             // SAFETY: the HTTP context lives as long as the app; this closes
@@ -382,11 +383,19 @@ impl Core {
         }
         self.stop_deadline.set(Some(Instant::now() + self.grace));
         let first = self.grace.min(STOP_SWEEP).as_millis() as i32;
-        // SAFETY: a fallthrough timer on the server's loop (it does not keep
-        // `run` going); closed in `destroy` before the core goes away, so
-        // the pointer it carries stays valid.
+        let timer = match crate::ffi::timer(self.loop_, false) {
+            Ok(timer) => timer,
+            Err(e) => {
+                // No grace period without a timer: everything goes now.
+                self.report(&e);
+                self.stop_now_local();
+                return;
+            }
+        };
+        // SAFETY: our fallthrough timer on the server's loop (it does not
+        // keep `run` going); closed in `destroy` before the core goes away,
+        // so the pointer it carries stays valid.
         unsafe {
-            let timer = sys::uws_timer_create(self.loop_, 1);
             sys::uws_timer_set(
                 timer,
                 Some(stop_tick),
@@ -410,7 +419,7 @@ impl Core {
     pub(crate) fn stop_now_local(&self) {
         self.stopping.set(true);
         self.close_keepalive();
-        self.timers.clear_all();
+        self.timers.clear_all(self);
         self.close_stop_timer();
         if self.in_callback() {
             self.postpone(Postponed::CloseAll);
@@ -437,7 +446,7 @@ impl Core {
 unsafe extern "C" fn stop_tick(arg: *mut c_void) {
     // SAFETY: the timer is closed before the core is freed.
     let core = unsafe { &*(arg as *const Core) };
-    core.enter();
+    let _in = core.gate.enter();
     if core
         .stop_deadline
         .get()
@@ -448,7 +457,6 @@ unsafe extern "C" fn stop_tick(arg: *mut c_void) {
         // SAFETY: as in `stop`.
         unsafe { sys::uws_context_stop_http(core.ssl, core.http.get()) };
     }
-    core.leave();
 }
 
 /// The running server, as handlers see it: Bun's `Server` (`server` in
@@ -516,7 +524,11 @@ impl<T: 'static> Server<T> {
     /// server stops before that, the upgrade is abandoned: the client gets
     /// 503 and the data is dropped.
     pub fn upgrade(&self, req: &mut Request<'_>, mut options: UpgradeOptions<T>) -> bool {
-        if req.upgrade.is_some() || self.core.stopping.get() || !req.is_websocket_upgrade() {
+        if req.upgrade.is_some()
+            || req.deferred
+            || self.core.stopping.get()
+            || !req.is_websocket_upgrade()
+        {
             return false;
         }
         if !options.prepare(req.protocols(), self.core.subprotocols) {
@@ -925,7 +937,7 @@ fn build<H: WebSocketHandler>(
         pending: RefCell::new(PendingTable::default()),
         timers: Timers::new(server_number),
         max_request_body_size: options.max_request_body_size,
-        depth: Cell::new(0),
+        gate: Gate::new(),
         postponed: RefCell::new(Vec::new()),
         has_postponed: Cell::new(false),
         subscribing: Cell::new(ptr::null_mut()),
@@ -1003,14 +1015,17 @@ fn build<H: WebSocketHandler>(
         unsafe extern "C" fn flush(arg: *mut c_void) {
             // SAFETY: the core that registered this handler; it removes it
             // before it goes away.
-            unsafe { (*(arg as *const Core)).flush_outbox() };
+            let core = unsafe { &*(arg as *const Core) };
+            let _in = core.gate.enter();
+            core.flush_outbox();
         }
         let arg = (core as *const Core).cast_mut().cast();
-        // SAFETY: a timer on this thread's loop that keeps it running until
-        // the stop closes it (it never fires in practice: 24 days), and a
-        // post-iteration handler keyed by the core, removed in `App::free`.
+        let timer = crate::ffi::timer(core.loop_, true)?;
+        // SAFETY: our timer on this thread's loop, which keeps it running
+        // until the stop closes it (it never fires in practice: 24 days),
+        // and a post-iteration handler keyed by the core, removed in
+        // `App::free`.
         unsafe {
-            let timer = sys::uws_timer_create(core.loop_, 0);
             sys::uws_timer_set(timer, Some(never), ptr::null_mut(), i32::MAX, i32::MAX);
             core.keepalive.set(timer);
             sys::uws_loop_add_post_handler(core.loop_, arg, Some(flush), arg);

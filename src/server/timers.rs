@@ -3,10 +3,8 @@
 
 use std::cell::RefCell;
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use crate::server::callbacks::{caught, drop_contained};
 use crate::server::{Core, Server};
 use crate::sys;
 
@@ -86,8 +84,9 @@ impl Timers {
         Some(live.callback)
     }
 
-    /// Clears every timer (their callbacks are dropped here).
-    pub(crate) fn clear_all(&self) {
+    /// Clears every timer (their callbacks are dropped here, through the
+    /// gate of `core`, whose timers these are).
+    pub(crate) fn clear_all(&self, core: &Core) {
         let ids: Vec<TimerId> = self
             .slots
             .borrow()
@@ -102,7 +101,7 @@ impl Timers {
             .collect();
         for id in ids {
             if let Some(Some(callback)) = self.remove(id) {
-                let _ = drop_contained(callback);
+                core.dispose(callback);
             }
         }
     }
@@ -115,6 +114,7 @@ unsafe extern "C" fn fire(arg: *mut c_void) {
         let arg = &*(arg as *const Arg);
         (&*arg.core, arg.id)
     };
+    let _in = core.gate.enter();
     let timers = &core.timers;
     let Some(index) = timers.find(id) else { return };
     let (callback, repeat) = {
@@ -126,21 +126,15 @@ unsafe extern "C" fn fire(arg: *mut c_void) {
     if !repeat {
         timers.remove(id);
     }
-    core.enter();
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| callback(core))) {
-        core.report(&caught("timer", p));
-    }
+    core.call("timer", || callback(core));
     // An interval goes on unless it was cleared meanwhile.
     match timers.find(id).filter(|_| repeat) {
         Some(index) => {
             let mut slots = timers.slots.borrow_mut();
             slots[index].live.as_mut().expect("found").callback = Some(callback);
         }
-        None => {
-            let _ = drop_contained(callback);
-        }
+        None => core.dispose(callback),
     }
-    core.leave();
 }
 
 fn millis(d: Duration) -> i32 {
@@ -170,21 +164,30 @@ impl<T: 'static> Server<T> {
             timers.free.borrow_mut().push(index);
             return id;
         }
+        let native = match crate::ffi::timer(core.loop_, false) {
+            Ok(native) => native,
+            Err(e) => {
+                // Out of descriptors: the handler hears of it, and the id,
+                // whose slot stays free, names nothing.
+                timers.free.borrow_mut().push(index);
+                core.dispose(callback);
+                core.report(&e);
+                return id;
+            }
+        };
         let arg = Box::into_raw(Box::new(Arg { core, id }));
         let ms = millis(every);
-        // SAFETY: a fallthrough timer on the server's loop (it does not
+        // SAFETY: our fallthrough timer on the server's loop (it does not
         // keep `run` going); closed in `remove`, which every way out of the
         // slot goes through, before the core goes away.
-        let native = unsafe {
-            let native = sys::uws_timer_create(core.loop_, 1);
+        unsafe {
             sys::uws_timer_set(
                 native,
                 Some(fire),
                 arg.cast(),
                 ms,
                 if repeat { ms } else { 0 },
-            );
-            native
+            )
         };
         timers.slots.borrow_mut()[index as usize].live = Some(Live {
             native,
@@ -198,7 +201,9 @@ impl<T: 'static> Server<T> {
     /// Bun's `setTimeout(f, ms)`, on the server's thread: runs `f` once
     /// after `after` (at least 1 ms). Cleared by [`clear_timer`](Self::clear_timer)
     /// and by a stop; a panic in `f` goes to the error handler. Timers do
-    /// not keep [`App::run`](crate::App::run) going.
+    /// not keep [`App::run`](crate::App::run) going. When the process is
+    /// out of file descriptors the timer is not made: the error handler
+    /// gets [`Error::Resources`](crate::Error::Resources) and `f` is dropped.
     ///
     /// ```no_run
     /// # use uws::*;
@@ -250,7 +255,7 @@ impl<T: 'static> Server<T> {
         match self.core().timers.remove(id) {
             Some(callback) => {
                 if let Some(callback) = callback {
-                    let _ = drop_contained(callback);
+                    self.core().dispose(callback);
                 }
                 true
             }

@@ -12,14 +12,12 @@
 //! lives across a close: a client connection is freed right after its
 //! close handler ([`Events::released`]).
 
-use std::any::Any;
-use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::error::Error;
 use crate::ffi::bytes;
 use crate::registry::SocketId;
+use crate::runtime::{self, Gate};
 use crate::sys;
 use crate::websocket::side::private::Sealed;
 use crate::websocket::slot::{Closed, Slot, SocketState};
@@ -32,9 +30,9 @@ pub(crate) trait Events: Sized + 'static {
     /// The sockets' contextual data.
     type Data: 'static;
 
-    /// The count of the owner's callbacks on the stack (see `App`'s drop):
+    /// The owner's gate, through which every call into user code goes:
     /// the server's, or the thread's clients'. It outlives `self`.
-    fn depth(&self) -> *const Cell<u32>;
+    fn gate(&self) -> *const Gate;
     /// The socket is closing: from now on its id resolves to nothing.
     fn forget(&self, id: SocketId);
     /// The native socket opened.
@@ -121,54 +119,12 @@ pub(crate) type Socket<E> = WebSocket<<E as Events>::Side, <E as Events>::Data>;
 pub(crate) type SlotOf<E> = Slot<<E as Events>::Side, <E as Events>::Data>;
 type Core<E> = <<E as Events>::Side as Sealed>::Core;
 
-fn panic_message(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into())
-}
-
-/// The error for a caught panic of `handler` (the payload is dropped here,
-/// its own destructor's panic contained).
-pub(crate) fn caught(handler: &'static str, payload: Box<dyn Any + Send>) -> Error {
-    let message = panic_message(&*payload);
-    drop_payload(payload);
-    Error::HandlerPanic { handler, message }
-}
-
-/// Drops a panic payload. One whose destructor panics in turn is contained,
-/// and so is the payload of that panic, a few levels deep; past that the
-/// last one is leaked rather than dropped (a payload can panic on every
-/// drop, and nothing may unwind into C++).
-pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    let mut payload = payload;
-    for _ in 0..8 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(again) => payload = again,
-        }
-    }
-    std::mem::forget(payload);
-}
-
-/// Drops `value`, containing a panic of its destructor.
-pub(crate) fn drop_contained<T>(value: T) -> Result<(), Error> {
-    catch_unwind(AssertUnwindSafe(move || drop(value))).map_err(|p| {
-        let message = panic_message(&*p);
-        drop_payload(p);
-        Error::HandlerPanic {
-            handler: "drop",
-            message,
-        }
-    })
-}
-
 /// Reports through the handler, containing a panic of the error handler
 /// itself (it has nowhere left to report to).
 pub(crate) fn report<E: Events>(e: &E, ws: Option<&mut Socket<E>>, error: &Error) {
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| e.report(ws, error))) {
-        drop_payload(p);
-    }
+    // SAFETY: the gate outlives its owner's sockets and `e`.
+    let gate = unsafe { &*e.gate() };
+    let _ = gate.call("error", || e.report(ws, error));
 }
 
 /// Runs `f` with the socket handed out (busy), containing and reporting a
@@ -188,12 +144,13 @@ pub(crate) unsafe fn handed<E: Events>(
     // SAFETY: not busy before (caller's promise), so from here until
     // `busy` is cleared the only access to the handed part is this one.
     let ws = unsafe { Slot::socket(slot) };
-    let result = catch_unwind(AssertUnwindSafe(|| f(&mut *ws)));
+    // SAFETY: `e` is valid (caller's promise); its gate outlives it.
+    let result = unsafe { &*(*e).gate() }.call(name, || f(&mut *ws));
     let panicked = result.is_err();
-    if let Err(p) = result {
+    if let Err(error) = result {
         // SAFETY: `e` is valid (caller's promise); the socket is busy, so
         // nothing can have freed it or its owner.
-        report(unsafe { &*e }, Some(ws), &caught(name, p));
+        report(unsafe { &*e }, Some(ws), &error);
     }
     state.busy.set(false);
     panicked
@@ -221,9 +178,8 @@ pub(crate) unsafe fn dispatch<E: Events>(
     if busy {
         return;
     }
-    // SAFETY: `e` is valid until the close below; the count outlives it.
-    let depth = unsafe { &*(*e).depth() };
-    depth.set(depth.get() + 1);
+    // SAFETY: `e` is valid until the close below; its gate outlives it.
+    let _in = unsafe { &*(*e).gate() }.enter();
     // SAFETY: live and not busy.
     let panicked = unsafe { handed(e, slot, name, f) };
     // SAFETY: live slot; `deferred` and `ready` are read before anything
@@ -249,7 +205,6 @@ pub(crate) unsafe fn dispatch<E: Events>(
         }
         None => {}
     }
-    depth.set(depth.get() - 1);
 }
 
 /// Runs the close handler and frees the slot (dropping the data), then
@@ -264,9 +219,9 @@ pub(crate) unsafe fn close_now<E: Events>(
     code: i32,
     reason: &[u8],
 ) {
-    // SAFETY: valid until `released` below; the count outlives it.
-    let depth = unsafe { &*(*e).depth() };
-    depth.set(depth.get() + 1);
+    // SAFETY: valid until `released` below; its gate outlives it.
+    let gate = unsafe { &*(*e).gate() };
+    let entered = gate.enter();
     {
         // SAFETY: live slot, state reached shared.
         let state = unsafe { &(*slot).state };
@@ -285,11 +240,11 @@ pub(crate) unsafe fn close_now<E: Events>(
     // SAFETY: made by `Slot::new`; this is the one place that frees an
     // opened socket, and nothing refers to it any more (unregistered, not
     // busy).
-    if let Err(err) = drop_contained(unsafe { Slot::free(slot) }) {
+    if let Err(err) = gate.dispose(unsafe { Slot::free(slot) }) {
         // SAFETY: `e` is still valid.
         report(unsafe { &*e }, None, &err);
     }
-    depth.set(depth.get() - 1);
+    drop(entered);
     // SAFETY: nothing uses `e` after `released`.
     unsafe { E::released(e) };
 }
@@ -316,7 +271,7 @@ pub(crate) unsafe fn with_open<S: Side, T, R>(
     state.busy.set(true);
     // SAFETY: the socket is open and was not busy, so nothing else borrows
     // its handed part until `busy` is cleared below.
-    let result = catch_unwind(AssertUnwindSafe(|| f(unsafe { Slot::socket(slot) })));
+    let result = runtime::catch(|| f(unsafe { Slot::socket(slot) }));
     state.busy.set(false);
     if let Some(c) = state.deferred_close.take() {
         // Not busy any more; the socket closed during `f` and its close
@@ -326,7 +281,7 @@ pub(crate) unsafe fn with_open<S: Side, T, R>(
     }
     match result {
         Ok(r) => Some(r),
-        Err(p) => resume_unwind(p),
+        Err(p) => runtime::resume(p),
     }
 }
 

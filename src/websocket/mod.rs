@@ -9,7 +9,6 @@ pub(crate) mod slot;
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::net::IpAddr;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::error::Error;
 use crate::ffi::{bytes, ip_from_raw};
@@ -83,7 +82,7 @@ unsafe extern "C" fn cork_trampoline<S: Side, T, F: FnOnce(&mut WebSocket<S, T>)
         // A panic must not unwind through C++: it is resumed on the Rust
         // side of `cork`.
         let ws = &mut *call.ws;
-        call.result = Some(catch_unwind(AssertUnwindSafe(|| f(ws))));
+        call.result = Some(crate::runtime::catch(|| f(ws)));
     }
 }
 
@@ -235,7 +234,7 @@ impl<S: Side, T> WebSocket<S, T> {
         }
         match call.result {
             Some(Ok(r)) => r,
-            Some(Err(p)) => resume_unwind(p),
+            Some(Err(p)) => crate::runtime::resume(p),
             // uWebSockets calls the callback exactly once.
             None => unreachable!("cork callback did not run"),
         }

@@ -1,11 +1,10 @@
 // uws_client.cpp: WebSocket client connections for the uws crate (see
 // uws_client.h). Part of the uws crate, not upstream code.
 //
-// Masks: formatMessage<false> draws each frame's mask from rand(), which
-// is predictable. RFC 6455 asks for unpredictable masks so that scripts in
-// browsers cannot aim bytes at proxies; a native client sending its own
-// data is not that threat, but a stronger source would need an upstream
-// patch (noted in the crate's client docs).
+// Masks: RFC 6455 asks for masks an intermediary cannot predict, so the
+// client writes its frames itself (`frame` below) with masks from the
+// kernel's random generator, fetched 64 at a time per thread. uWebSockets'
+// formatMessage<false> would draw them from rand().
 //
 // A translation unit of its own, next to unity.cpp (the server side and
 // uSockets): in one unit, the client's code changed GCC's inlining of the
@@ -28,6 +27,10 @@
 #include "uws_kind.hpp"
 
 #include <arpa/inet.h>
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstring>
 #include <cerrno>
 #include <string>
 #include <string_view>
@@ -117,6 +120,54 @@ struct Impl {
 
 // A client connection, seen as uWebSockets' AsyncSocket (whose protected
 // corking and buffering we use).
+// The next frame mask, from the kernel's random generator (one call per 64
+// masks). getrandom only fails on bad arguments or before the kernel's pool
+// is seeded at boot, when it blocks; an interrupted call is repeated.
+static uint32_t next_mask() {
+    thread_local uint32_t pool[64];
+    thread_local unsigned left = 0;
+    if (!left) {
+        char *p = reinterpret_cast<char *>(pool);
+        size_t want = sizeof(pool);
+        while (want) {
+            ssize_t got = getrandom(p, want, 0);
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                break;
+            }
+            p += got;
+            want -= (size_t) got;
+        }
+        left = 64;
+    }
+    return pool[--left];
+}
+
+// A client's frame (final, masked) of `payload` into `out`, which has room
+// for messageFrameSize(payload.length()) + 4 bytes; returns its length.
+static size_t frame(char *out, std::string_view payload, uWS::OpCode opCode, bool compressed) {
+    size_t n = payload.length();
+    unsigned char *p = reinterpret_cast<unsigned char *>(out);
+    *p++ = (unsigned char) (0x80 | (compressed ? 0x40 : 0) | (opCode & 0x0f));
+    if (n < 126) {
+        *p++ = (unsigned char) (0x80 | n);
+    } else if (n <= 0xffff) {
+        *p++ = 0x80 | 126;
+        *p++ = (unsigned char) (n >> 8);
+        *p++ = (unsigned char) n;
+    } else {
+        *p++ = 0x80 | 127;
+        for (int shift = 56; shift >= 0; shift -= 8) *p++ = (unsigned char) ((uint64_t) n >> shift);
+    }
+    uint32_t m = next_mask();
+    unsigned char mask[4];
+    std::memcpy(mask, &m, 4);
+    std::memcpy(p, mask, 4);
+    p += 4;
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char) payload[i] ^ mask[i & 3];
+    return (size_t) (reinterpret_cast<char *>(p) - out) + n;
+}
+
 template <bool SSL>
 struct Socket : uWS::AsyncSocket<SSL> {
     using Super = uWS::AsyncSocket<SSL>;
@@ -146,12 +197,11 @@ struct Socket : uWS::AsyncSocket<SSL> {
                 compress = false;
             }
         }
-        // formatMessage<false> writes the 4-byte mask after the header,
-        // which messageFrameSize does not count.
+        // The 4-byte mask follows the header; messageFrameSize does not
+        // count it.
         size_t frameSize = uWS::protocol::messageFrameSize(message.length()) + 4;
         auto [buffer, attribute] = Super::getSendBuffer(frameSize);
-        uWS::protocol::formatMessage<false>(buffer, message.data(), message.length(), opCode, message.length(),
-                                            compress, true);
+        frame(buffer, message, opCode, compress);
         if (attribute == uWS::SendBufferAttribute::NEEDS_DRAIN) {
             if (Super::write(nullptr, 0).second) {
                 return UWS_SEND_BACKPRESSURE;

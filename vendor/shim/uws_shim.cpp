@@ -7,6 +7,10 @@
 #include "uws_kind.hpp"
 
 #include <cerrno>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include <type_traits>
 
 namespace {
@@ -242,7 +246,34 @@ extern "C" {
 
 void uws_loop_run(uws_loop_t *loop) noexcept { reinterpret_cast<uWS::Loop *>(loop)->run(); }
 
+// Whether a new loop can get its descriptors: uSockets' loop (an epoll
+// instance, a timer and a wakeup) and uWebSockets' date timer. Creating a
+// loop does not check them and writes through what failed, so we ask first
+// (the caller makes a thread's loop once, before anything else of it).
+static bool descriptors_for_a_loop() {
+    int fds[4] = {
+        epoll_create1(EPOLL_CLOEXEC),
+        timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC),
+        timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC),
+        eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+    };
+    bool all = true;
+    int error = 0;
+    for (int fd : fds) {
+        if (fd < 0) {
+            all = false;
+            error = errno;
+        }
+    }
+    for (int fd : fds) {
+        if (fd >= 0) close(fd);
+    }
+    if (!all) errno = error;
+    return all;
+}
+
 uws_loop_t *uws_loop_get(void) noexcept {
+    if (!descriptors_for_a_loop()) return nullptr;
     // A non-null hint makes uWebSockets leave freeing the loop to us (the
     // epoll backend ignores the hint itself).
     static char hint;
@@ -273,7 +304,11 @@ void uws_loop_remove_post_handler(uws_loop_t *loop, void *key) noexcept {
 }
 
 uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) noexcept {
-    us_timer_t *t = us_create_timer(reinterpret_cast<us_loop_t *>(loop), fallthrough, sizeof(TimerData));
+    auto *l = reinterpret_cast<us_loop_t *>(loop);
+    us_timer_t *t = us_create_timer(l, fallthrough, sizeof(TimerData));
+    // NULL: no descriptor for it (errno says why); with patch 0012 nothing
+    // was made or counted.
+    if (!t) return nullptr;
     *static_cast<TimerData *>(us_timer_ext(t)) = TimerData{nullptr, nullptr, fallthrough != 0};
     return reinterpret_cast<uws_timer_t *>(t);
 }

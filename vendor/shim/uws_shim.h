@@ -121,7 +121,8 @@ typedef enum uws_listen_option_e {
 /* ---- loop (one per thread) ---- */
 
 /* This thread's loop, created on first use. The caller owns it: uWebSockets
- * does not free it at thread exit, uws_loop_free does. */
+ * does not free it at thread exit, uws_loop_free does. NULL (errno set) when
+ * the process has no file descriptors left for a new loop. */
 uws_loop_t *uws_loop_get(void) UWS_NOEXCEPT;
 /* Frees a loop of uws_loop_get once no app uses it. Callbacks still queued
  * by uws_loop_defer are dropped (their drop function runs). Touches no
@@ -140,7 +141,8 @@ void uws_loop_remove_post_handler(uws_loop_t *loop, void *key) UWS_NOEXCEPT;
 
 /* Timers. A fallthrough timer does not keep the loop running. cb(arg) runs
  * on the loop thread after ms, then every repeat_ms (0 = once). Closing is
- * allowed inside the timer's own callback. */
+ * allowed inside the timer's own callback. uws_timer_create returns NULL
+ * (errno set) when the process has no file descriptor left for it. */
 uws_timer_t *uws_timer_create(uws_loop_t *loop, int fallthrough) UWS_NOEXCEPT;
 void uws_timer_set(uws_timer_t *timer, uws_callback_t cb, void *arg, int ms, int repeat_ms) UWS_NOEXCEPT;
 void uws_timer_close(uws_timer_t *timer) UWS_NOEXCEPT;

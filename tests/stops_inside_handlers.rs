@@ -1,10 +1,11 @@
-//! Hostile review 9: safe code that reaches memory errors or aborts through
-//! the public API. Each test states the safe outcome it expects; the ones
-//! listed in the review report crash, abort or show invalid accesses under
-//! valgrind at the reviewed commit. Run them one at a time:
+//! Stops and closes asked for inside handlers while views into the
+//! connection's buffers are still read (fragmented messages, split pings,
+//! requests and close reasons), inside subscription events, and panic
+//! payloads whose own drop panics. Each test states the safe outcome it
+//! expects. Run one at a time (and under valgrind, as tests/memcheck.sh does):
 //!
-//!   cargo test --test review_soundness -- --exact NAME --test-threads=1
-//!   valgrind --error-exitcode=9 target/debug/deps/review_soundness-* --exact NAME
+//!   cargo test --test stops_inside_handlers -- --exact NAME --test-threads=1
+//!   valgrind --error-exitcode=9 target/debug/deps/stops_inside_handlers-* --exact NAME
 #![allow(clippy::type_complexity)]
 
 mod common;

@@ -1,12 +1,11 @@
-//! Hostile review 3: safe programs aimed at what is newer than the
-//! single-loop server paths: the client (its handlers reentering the
-//! server that owns it), deferred requests, timers, servers on several
-//! threads. Each test states the safe outcome it expects; the ones named
-//! in the review report failed (or showed invalid reads under valgrind)
-//! before their fix. Run one at a time:
+//! Who owns what across servers, clients and threads: a client whose
+//! handlers stop the server that owns it, stale ids on servers on several
+//! threads, requests taken by another server, producers, timers and
+//! clients whose drops or handlers stop or drop their App. Each test states
+//! the safe outcome it expects. Run one at a time:
 //!
-//!   cargo test --test review3_soundness -- --exact NAME --test-threads=1
-//!   valgrind --error-exitcode=9 target/debug/deps/review3_soundness-* --exact NAME
+//!   cargo test --test owners_and_threads -- --exact NAME --test-threads=1
+//!   valgrind --error-exitcode=9 target/debug/deps/owners_and_threads-* --exact NAME
 #![allow(clippy::type_complexity)]
 
 mod common;
