@@ -243,6 +243,7 @@
 //! in `fetch` answers 500). This needs `panic = "unwind"` (the default);
 //! with `panic = "abort"` a handler panic ends the process.
 #![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 mod bus;
 mod client;
