@@ -47,8 +47,10 @@ namespace fuzz {
 
 // The input cut into reads. `mode` (2 bits): 0 one read; 1 reads of 1-4
 // bytes; 2 reads of 1-64 bytes; 3 reads of 1 to 512 bytes, mostly short.
-// The sizes come from a small generator seeded with `seed`, so a byte of
-// the input moves every cut.
+// Past the first 512 bytes, reads are at least 1-64 bytes (a loop
+// iteration per byte of a long input makes a slow run, and the cuts that
+// matter are near each other anyway). The sizes come from a small
+// generator seeded with `seed`, so a byte of the input moves every cut.
 class Reads {
 public:
     Reads(const uint8_t *data, size_t size, unsigned mode, uint8_t seed)
@@ -61,7 +63,7 @@ public:
         size_t left = size_ - pos_;
         size_t n = left;
         switch (mode_) {
-        case 1: n = 1 + rand() % 4; break;
+        case 1: n = 1 + rand() % (pos_ < 512 ? 4 : 64); break;
         case 2: n = 1 + rand() % 64; break;
         case 3: n = 1 + rand() % (1u << (rand() % 10)); break;
         default: break;
@@ -88,7 +90,12 @@ private:
     uint32_t state_;
 };
 
-inline us_loop_t *loop() { return reinterpret_cast<us_loop_t *>(uws_loop_get()); }
+// This thread's loop, asked for once (uws_loop_get checks that the
+// descriptors of a new loop are there, with four system calls).
+inline us_loop_t *loop() {
+    static us_loop_t *const l = reinterpret_cast<us_loop_t *>(uws_loop_get());
+    return l;
+}
 
 // One connection of a socket context, as the loop would drive it.
 class Connection {
