@@ -34,6 +34,7 @@ fn main() {
     for file in [
         "uws_shim.h",
         "uws_shim.cpp",
+        "uws_routes.cpp",
         "uws_client.h",
         "uws_client.cpp",
         "uws_kind.hpp",
@@ -120,6 +121,12 @@ fn main() {
         // assume any global function may be interposed at run time and
         // will not inline uSockets' small calls into uWebSockets.
         .flag("-fno-semantic-interposition")
+        // As Bun: no version banner (the `uWebSockets: 20` header and the
+        // signature of the error pages), and up to 198 header fields in a
+        // request (upstream's parser takes the count of slots less 3: the
+        // request line's, the end's and one more; its 100 took 97).
+        .define("UWS_HTTPRESPONSE_NO_WRITEMARK", None)
+        .define("UWS_HTTP_MAX_HEADERS_COUNT", "201")
         .warnings(false)
         .extra_warnings(false)
         .flag_if_supported("-w");

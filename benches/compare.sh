@@ -16,7 +16,8 @@
 #                       (default "ours ref bun"; the -unpatched ones are built
 #                       from upstream as pinned, without vendor/patches)
 #   --workloads "LIST"  subset of: chat-16 chat-32 chat-64 echo http-1
-#                       http-16 idle (default all)
+#                       http-16 routes-static-1 routes-static-16
+#                       routes-param-1 routes-param-16 idle (default all)
 #   --echo-inflight K   messages in flight per echo client (default 128)
 #   --no-syscalls       skip the system call counts over fixed work
 #   --callgrind         after the timed runs, count instructions per delivery
@@ -28,7 +29,13 @@
 #
 # Workloads: chat-N (Bun's chat benchmark with N clients, delivery latency
 # included), echo, http-K (64 keep-alive connections, K requests pipelined
-# on each, answered "Hello, World!"), idle (memory per connection).
+# on each, answered "Hello, World!"), routes-static-K and routes-param-K
+# (the same load on Bun's `routes`: examples/routes.rs against
+# benches/bun/routes.js, asking the static route /api/status and the param
+# route /users/42), idle (memory per connection). With --callgrind, the
+# routes workloads also count our instructions per request for the static
+# route, the param route, and the same answer ("OK") from fetch (the echo
+# example's --reply OK): the cost of a route against fetch.
 #
 # Every server is pinned to CPU 0 and the load generator to CPU 1. Servers
 # are started with --port 0 and report "listening on HOST:PORT". Raw output
@@ -153,15 +160,15 @@ for s in ours ours-unpatched; do
     want "$s" || continue
     dir="$(target_of "$s")/release/examples"
     if [[ $BUILD == 1 ]]; then
-        log "building our examples $s (cargo build --release --example chat --example echo)"
+        log "building our examples $s (cargo build --release --example chat --example echo --example routes)"
         # One by one, so that one that does not build does not hide the other.
-        for kind in chat echo; do
+        for kind in chat echo routes; do
             build_env "$s" cargo build --release --example "$kind" > "$RES/build-$s-$kind.log" 2>&1 ||
                 log "SKIPPING $s for $kind: cargo build --release --example $kind failed, see $RES/build-$s-$kind.log"
         done
     fi
     KINDS[$s]=""
-    for kind in chat echo; do
+    for kind in chat echo routes; do
         [[ -x "$dir/$kind" ]] && KINDS[$s]+=" $kind"
     done
     # The HTTP endpoint is the echo example's --reply.
@@ -176,7 +183,7 @@ if want bun; then
     fi
     if [[ -x "$BUN" ]] && "$BUN" --version > "$RES/bun-version.txt" 2>&1; then
         HAVE[bun]=1
-        KINDS[bun]="chat echo http"
+        KINDS[bun]="chat echo http routes"
     else
         log "SKIPPING bun: no runnable $BUN"
     fi
@@ -301,7 +308,7 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RUNS"; }
 units() {
     case $1 in
         chat) field deliveries "$2" ;;
-        http) field requests "$2" ;;
+        http|routes) field requests "$2" ;;
         *) field messages "$2" ;;
     esac
 }
@@ -427,6 +434,15 @@ if [[ $TIMED == 1 ]]; then
             run_wl "http-$k" || continue
             for s in "${order[@]}"; do
                 run_throughput "http-$k" "$s" "$round" http -- http --clients "$HTTP_CLIENTS" --pipeline "$k"
+            done
+        done
+        for route in static:/api/status param:/users/42; do
+            for k in $HTTP_PIPELINES; do
+                run_wl "routes-${route%%:*}-$k" || continue
+                for s in "${order[@]}"; do
+                    run_throughput "routes-${route%%:*}-$k" "$s" "$round" routes -- http \
+                        --clients "$HTTP_CLIENTS" --pipeline "$k" --path "${route#*:}"
+                done
             done
         done
         for s in "${order[@]}"; do
@@ -620,6 +636,49 @@ EOF
     fi
 fi
 
+# Routes: (Ir(60k requests) - Ir(20k)) / 40k, 16 connections, 1 in flight,
+# for the static route, the param route, and the same "OK" from fetch.
+if [[ $CALLGRIND == 1 ]] && command -v valgrind >/dev/null && has_kind ours routes &&
+    { run_wl routes-static-1 || run_wl routes-param-1; }; then
+    dir="$(target_of ours)/release/examples"
+    for target in "routes-static:$dir/routes:/api/status" "routes-param:$dir/routes:/users/42" \
+        "fetch-same-answer:$dir/echo --reply OK:/"; do
+        name="${target%%:*}"
+        rest="${target#*:}"
+        cmd="${rest%%:*}"
+        path="${rest#*:}"
+        declare -A IR=() REQ=()
+        for m in 20000 60000; do
+            tag="callgrind.$name.ours.m$m"
+            # shellcheck disable=SC2086
+            if ! start_server "$RES/$tag.server.log" 180 "${PIN_SERVER[@]}" valgrind --tool=callgrind \
+                --callgrind-out-file="$RES/$tag.out" $cmd; then
+                continue
+            fi
+            timeout 900 "${PIN_LOAD[@]}" "$LOADGEN" http --port "$SRV_PORT" --clients 16 --pipeline 1 \
+                --path "$path" --messages "$m" --seconds 800 --quiet > "$RES/$tag.loadgen.txt" 2>&1
+            rc=$?
+            stop_server
+            line="$(grep '^RESULT' "$RES/$tag.loadgen.txt")"
+            ir="$(awk '/^(summary|totals):/ {print $2; exit}' "$RES/$tag.out" 2>/dev/null)"
+            if [[ $rc != 0 || -z "$line" || -z "$ir" ]]; then
+                log "  $tag: failed (rc=$rc), see $RES/$tag.*"
+                continue
+            fi
+            IR[$m]="$ir"
+            REQ[$m]="$(field requests "$line")"
+            log "  $tag: Ir=$ir requests=${REQ[$m]}"
+        done
+        if [[ -n "${IR[20000]:-}" && -n "${IR[60000]:-}" ]]; then
+            per="$(python3 -c "import sys; a,b,c,d=map(int,sys.argv[1:]); print(f'{(b-a)/(d-c):.1f}')" \
+                "${IR[20000]}" "${IR[60000]}" "${REQ[20000]}" "${REQ[60000]}")"
+            record "cg-$name" ours 1 instr "$per"
+            log "  $name ours: $per instructions/request"
+        fi
+        unset IR REQ
+    done
+fi
+
 # --- summary -------------------------------------------------------------------
 python3 - "$RUNS" "${ACTIVE[*]}" > "$RES/summary.txt" <<'EOF'
 import sys
@@ -667,7 +726,9 @@ workloads = []
 for (wl, _m, _s) in vals:
     if wl not in workloads:
         workloads.append(wl)
-order = {"chat-16": 0, "chat-32": 1, "chat-64": 2, "echo": 3, "http-1": 4, "http-16": 5, "idle": 6}
+order = {"chat-16": 0, "chat-32": 1, "chat-64": 2, "echo": 3, "http-1": 4, "http-16": 5,
+         "routes-static-1": 6, "routes-static-16": 7, "routes-param-1": 8, "routes-param-16": 9,
+         "cg-routes-static": 10, "cg-routes-param": 11, "cg-fetch-same-answer": 12, "idle": 13}
 workloads.sort(key=lambda w: (order.get(w, 9), w))
 
 pairs = [(a, b) for a, b in (("ours", "ref"), ("ours", "bun"), ("ref", "bun"),

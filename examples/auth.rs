@@ -6,7 +6,9 @@
 //! ```
 //!
 //! `GET /?token=T` is checked by a session store on another thread that
-//! answers after `--delay-ms`: tokens starting with `ok` upgrade (the user
+//! answers each lookup `--delay-ms` after it arrived (lookups overlap, as
+//! Bun's awaited checks do: 200 logins at once take about one delay, not
+//! 200): tokens starting with `ok` upgrade (the user
 //! is the rest of the token, `ok-ann` is `ann`; a `Set-Cookie: session=...`
 //! header comes with the 101), others get 401. Every text message is then
 //! saved by a worker thread and acknowledged to its sender as
@@ -35,7 +37,7 @@ mod args;
 
 use std::io::Write;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uws::{
     serve, Message, OwnedMessage, PendingRequest, Request, Response, ServeOptions, Server,
@@ -54,9 +56,18 @@ struct Save {
     text: String,
 }
 
+/// A session lookup: the token, the request waiting for it, and when
+/// the store answers.
+struct Lookup {
+    token: String,
+    pending: PendingRequest<User>,
+    due: Instant,
+}
+
 struct Auth {
-    sessions: mpsc::Sender<(String, PendingRequest<User>)>,
+    sessions: mpsc::Sender<Lookup>,
     saves: mpsc::Sender<Save>,
+    delay: Duration,
 }
 
 impl WebSocketHandler for Auth {
@@ -66,7 +77,11 @@ impl WebSocketHandler for Auth {
         let token = req.query_param("token").unwrap_or_default().into_owned();
         if let Some(pending) = server.defer_request(req) {
             // The store answers later; the request waits meanwhile.
-            let _ = self.sessions.send((token, pending));
+            let _ = self.sessions.send(Lookup {
+                token,
+                pending,
+                due: Instant::now() + self.delay,
+            });
         }
         Response::new("")
     }
@@ -84,12 +99,19 @@ impl WebSocketHandler for Auth {
     }
 }
 
-/// The session store: answers each lookup after `delay`.
-fn session_store(delay: Duration) -> mpsc::Sender<(String, PendingRequest<User>)> {
-    let (tx, rx) = mpsc::channel::<(String, PendingRequest<User>)>();
+/// The session store: answers each lookup when it is due. Lookups come
+/// in the order they are due (one delay for all), so waiting for each in
+/// turn answers every one on time, however many overlap.
+fn session_store() -> mpsc::Sender<Lookup> {
+    let (tx, rx) = mpsc::channel::<Lookup>();
     std::thread::spawn(move || {
-        for (token, pending) in rx {
-            std::thread::sleep(delay);
+        for Lookup {
+            token,
+            pending,
+            due,
+        } in rx
+        {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
             let result = match token.strip_prefix("ok") {
                 Some(rest) => {
                     let name = rest.trim_start_matches('-');
@@ -150,7 +172,8 @@ fn main() {
     };
     let (handle_tx, handle_rx) = mpsc::channel();
     let auth = Auth {
-        sessions: session_store(delay),
+        sessions: session_store(),
+        delay,
         saves: saver(handle_rx, delay),
     };
     let app = serve(options, auth).unwrap_or_else(|e| {

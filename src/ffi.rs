@@ -29,22 +29,6 @@ pub(crate) fn ip_from_raw(buf: &[u8; 16], len: i32) -> Option<IpAddr> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mapped_ipv4_is_reported_as_ipv4() {
-        let mut buf = [0u8; 16];
-        buf[10] = 0xff;
-        buf[11] = 0xff;
-        buf[12..].copy_from_slice(&[127, 0, 0, 1]);
-        assert_eq!(ip_from_raw(&buf, 16), Some(IpAddr::from([127, 0, 0, 1])));
-        assert_eq!(ip_from_raw(&buf, 0), None);
-        assert_eq!(ip_from_raw(&buf, 4), Some(IpAddr::from([0, 0, 0, 0])));
-    }
-}
-
 /// A native timer on `loop_` (`keeps_loop`: it keeps `run` going), not set
 /// yet; the caller closes it once with `uws_timer_close`. Fails when the
 /// process has no descriptor left for it.
@@ -62,4 +46,20 @@ pub(crate) fn timer(
         });
     }
     Ok(timer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_is_reported_as_ipv4() {
+        let mut buf = [0u8; 16];
+        buf[10] = 0xff;
+        buf[11] = 0xff;
+        buf[12..].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(ip_from_raw(&buf, 16), Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(ip_from_raw(&buf, 0), None);
+        assert_eq!(ip_from_raw(&buf, 4), Some(IpAddr::from([0, 0, 0, 0])));
+    }
 }

@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::registry::SocketId;
+use crate::routes::Routes;
 use crate::server::Server;
 use crate::websocket::{Message, ServerWebSocket};
 
@@ -50,6 +51,13 @@ pub trait WebSocketHandler: Sized + 'static {
     /// Every HTTP request. Call [`Server::upgrade`] to make it a WebSocket
     /// (the response returned then is ignored), or return the response.
     fn fetch(&self, req: &mut Request<'_>, server: &Server<Self::Data>) -> Response;
+
+    /// Bun's `routes`: what the server starts with (see [`Routes`]);
+    /// requests no route takes go to `fetch`. Called once per thread when
+    /// the server is made; [`Server::reload`] replaces them later.
+    fn routes(&self) -> Routes<Self::Data> {
+        Routes::new()
+    }
 
     /// A socket has opened (after `fetch` returned).
     fn open(&self, ws: &mut ServerWebSocket<Self::Data>) {

@@ -83,6 +83,109 @@
 //! | `new WebSocket(url, protocols \| { headers })` | [`connect`]`(url, `[`ConnectOptions`]`, handler, data)` then [`run`] |
 //! | `ws.onopen`, `onmessage`, `onclose`, `onerror` | methods of [`ClientHandler`] |
 //! | `ws.protocol`, `ws.url`, `ws.readyState` | [`ClientWebSocket::protocol`], [`url`](ClientWebSocket::url), [`WebSocket::ready_state`] |
+//! | `routes: { ... }` | [`WebSocketHandler::routes`] returning [`Routes`] (see "Routes" below) |
+//! | `server.reload({ routes, fetch })`, `server.requestIP(req)`, `server.timeout(req, s)` | [`Server::reload`], [`Server::request_ip`], [`Server::timeout`] |
+//!
+//! ## Routes
+//!
+//! Bun's `routes` object, line by line. The router is uWebSockets' own
+//! (the one Bun's is built on): exact segments before `:params` before a
+//! trailing `*`, then `fetch`. A static response is written by the native
+//! side from bytes prepared when the routes are installed, without calling
+//! into Rust; a handler runs like `fetch` (it may upgrade, defer, read the
+//! body, stream; a panic answers 500 and reaches `error`).
+//!
+//! ```no_run
+//! // Bun.serve({
+//! //   routes: {
+//! //     "/api/status": new Response("OK"),
+//! //     "/users/:id": req => new Response(`Hello User ${req.params.id}!`),
+//! //     "/api/posts": {
+//! //       GET: () => new Response("List posts"),
+//! //       POST: async req => new Response(`created: ${await req.text()}`, { status: 201 }),
+//! //     },
+//! //     "/api/*": new Response("Not found", { status: 404 }),
+//! //     "/blog/hello": Response.redirect("/blog/hello/world"),
+//! //     "/ws": (req, server) => server.upgrade(req) ? undefined : new Response("no", { status: 400 }),
+//! //   },
+//! //   fetch(req) { return new Response("Unmatched route", { status: 404 }) },
+//! // })
+//! use uws::*;
+//!
+//! struct Site;
+//! impl WebSocketHandler for Site {
+//!     type Data = ();
+//!
+//!     // routes: {
+//!     fn routes(&self) -> Routes<()> {
+//!         Routes::new()
+//!             // "/api/status": new Response("OK"),
+//!             .route("/api/status", Response::new("OK"))
+//!             // "/users/:id": req => new Response(`Hello User ${req.params.id}!`),
+//!             .route("/users/:id", |req: &mut Request<'_>, _: &Server<()>| {
+//!                 Response::new(format!("Hello User {}!", req.param("id").unwrap_or_default()))
+//!             })
+//!             // "/api/posts": { GET: ..., POST: ... },
+//!             .route(
+//!                 "/api/posts",
+//!                 Methods::new()
+//!                     .get(Response::new("List posts"))
+//!                     .post(|req: &mut Request<'_>, server: &Server<()>| {
+//!                         // `await req.text()`: the body comes after the handler returns.
+//!                         if let Some(pending) = server.defer_request(req) {
+//!                             pending.on_body(|_, body, pending| {
+//!                                 if let Ok(body) = body {
+//!                                     let text = String::from_utf8_lossy(body.bytes()).into_owned();
+//!                                     let _ = pending.respond(
+//!                                         Response::new(format!("created: {text}")).with_status(201),
+//!                                     );
+//!                                 }
+//!                             });
+//!                         }
+//!                         Response::new("")
+//!                     }),
+//!             )
+//!             // "/api/*": new Response("Not found", { status: 404 }),
+//!             .route("/api/*", Response::new("Not found").with_status(404))
+//!             // "/blog/hello": Response.redirect("/blog/hello/world"),
+//!             .route("/blog/hello", Response::redirect("/blog/hello/world"))
+//!             // "/ws": (req, server) => server.upgrade(req) ? undefined : ...,
+//!             .route("/ws", |req: &mut Request<'_>, server: &Server<()>| {
+//!                 if server.upgrade(req, UpgradeOptions::new(())) {
+//!                     return Response::new("");
+//!                 }
+//!                 Response::new("no").with_status(400)
+//!             })
+//!     }
+//!
+//!     // fetch(req) { return new Response("Unmatched route", { status: 404 }) }
+//!     fn fetch(&self, _req: &mut Request<'_>, _server: &Server<()>) -> Response {
+//!         Response::new("Unmatched route").with_status(404)
+//!     }
+//! }
+//!
+//! let app = serve(ServeOptions { port: 3000, ..Default::default() }, Site)?;
+//! app.run();
+//! # Ok::<(), uws::Error>(())
+//! ```
+//!
+//! | Bun | uws |
+//! |---|---|
+//! | `"/path": new Response(...)` (static) | `.route("/path", Response::new(...))`: answered natively, any method |
+//! | `"/path": (req, server) => ...` | `.route("/path", \|req, server\| ...)`: any method |
+//! | `"/path": { GET, POST, ... }` | `.route("/path", `[`Methods`]`::new().get(..).post(..))`; GET answers HEAD; another method falls through to the next matching route, then `fetch` |
+//! | `req.params.id` | [`Request::param`]`("id")` (percent-decoded), [`Request::params`] |
+//! | `"/api/*"` | `.route("/api/*", ...)`: a trailing `*` only |
+//! | `Response.redirect(url[, status])` | [`Response::redirect`] (302), [`Response::redirect_with_status`] |
+//! | `fetch` for the rest | [`WebSocketHandler::fetch`], or [`Routes::fetch`] to replace it with the routes |
+//! | `server.reload({ routes, fetch })` | [`Server::reload`]`(Routes)`: connections stay, each request sees one table |
+//! | `server.requestIP(req)` | [`Server::request_ip`] (address and port) |
+//! | `server.timeout(req, seconds)` | [`Server::timeout`] (0: none) |
+//!
+//! Route closures are `Fn + 'static` (not `Send`): [`WebSocketHandler::routes`]
+//! runs on each thread of a server (once per thread with
+//! [`serve_threaded`]), and [`Server::reload`] replaces the routes of the
+//! thread it runs on. `cargo run --example routes` serves the table above.
 //!
 //! ## A client
 //!
@@ -255,6 +358,7 @@ mod options;
 #[cfg(test)]
 mod randomized;
 mod registry;
+mod routes;
 mod runtime;
 mod server;
 mod tls;
@@ -288,6 +392,7 @@ use libz_sys as _;
 #[cfg(feature = "tls")]
 use openssl_sys as _;
 pub use registry::SocketId;
+pub use routes::{Methods, Route, RouteHandler, Routes};
 pub use server::{serve, serve_threaded, App, OwnedMessage, Server, ServerHandle, TimerId};
 pub use tls::{Pem, TlsOptions};
 pub use upgrade::UpgradeOptions;

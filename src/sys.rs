@@ -361,6 +361,90 @@ unsafe extern "C" {
         topic_length: usize,
     ) -> ::std::os::raw::c_uint;
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct uws_routes_s {
+    _unused: [u8; 0],
+}
+pub type uws_routes_t = uws_routes_s;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct uws_router_s {
+    _unused: [u8; 0],
+}
+pub type uws_router_t = uws_router_s;
+pub type uws_route_handler_t = ::std::option::Option<
+    unsafe extern "C" fn(
+        ctx: *mut ::std::os::raw::c_void,
+        user: *mut ::std::os::raw::c_void,
+        res: *mut uws_res_t,
+        req: *mut uws_req_t,
+        ws_context: *mut ::std::os::raw::c_void,
+        handler: u32,
+    ),
+>;
+unsafe extern "C" {
+    pub fn uws_routes_create(user: *mut ::std::os::raw::c_void) -> *mut uws_routes_t;
+}
+unsafe extern "C" {
+    pub fn uws_routes_free(routes: *mut uws_routes_t);
+}
+unsafe extern "C" {
+    pub fn uws_routes_add(
+        routes: *mut uws_routes_t,
+        pattern: *const ::std::os::raw::c_char,
+        pattern_length: usize,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn uws_routes_set_static(
+        routes: *mut uws_routes_t,
+        route: ::std::os::raw::c_int,
+        method: *const ::std::os::raw::c_char,
+        method_length: usize,
+        head: *const ::std::os::raw::c_char,
+        head_length: usize,
+        body: *const ::std::os::raw::c_char,
+        body_length: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_routes_set_handler(
+        routes: *mut uws_routes_t,
+        route: ::std::os::raw::c_int,
+        method: *const ::std::os::raw::c_char,
+        method_length: usize,
+        handler: u32,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_routes_set_fallback(routes: *mut uws_routes_t, handler: u32);
+}
+unsafe extern "C" {
+    pub fn uws_app_router(
+        ssl: ::std::os::raw::c_int,
+        app: *mut uws_app_t,
+        pattern: *const ::std::os::raw::c_char,
+        fetch: uws_http_handler_t,
+        route: uws_route_handler_t,
+        ctx: *mut ::std::os::raw::c_void,
+    ) -> *mut uws_router_t;
+}
+unsafe extern "C" {
+    pub fn uws_router_set(router: *mut uws_router_t, routes: *mut uws_routes_t);
+}
+unsafe extern "C" {
+    pub fn uws_router_set_closing(router: *mut uws_router_t, closing: ::std::os::raw::c_int);
+}
+unsafe extern "C" {
+    pub fn uws_app_ws_routed(
+        ssl: ::std::os::raw::c_int,
+        app: *mut uws_app_t,
+        pattern: *const ::std::os::raw::c_char,
+        behavior: *const uws_ws_behavior_t,
+        router: *mut uws_router_t,
+    ) -> ::std::os::raw::c_int;
+}
 unsafe extern "C" {
     pub fn uws_ws_send(
         ssl: ::std::os::raw::c_int,
@@ -481,6 +565,13 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn uws_req_parameter(
+        req: *mut uws_req_t,
+        index: ::std::os::raw::c_uint,
+        length: *mut usize,
+    ) -> *const ::std::os::raw::c_char;
+}
+unsafe extern "C" {
     pub fn uws_res_write_status(
         ssl: ::std::os::raw::c_int,
         res: *mut uws_res_t,
@@ -517,6 +608,19 @@ unsafe extern "C" {
         res: *mut uws_res_t,
         buf: *mut ::std::os::raw::c_char,
         length: *mut ::std::os::raw::c_int,
+    );
+}
+unsafe extern "C" {
+    pub fn uws_res_remote_port(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn uws_res_timeout(
+        ssl: ::std::os::raw::c_int,
+        res: *mut uws_res_t,
+        seconds: ::std::os::raw::c_uint,
     );
 }
 unsafe extern "C" {

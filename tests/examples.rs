@@ -84,6 +84,57 @@ fn echo_with_reply_answers_http_requests_at_once_and_still_echoes() {
     assert_eq!(recv(&mut c), M::text("still echoes"));
 }
 
+#[test]
+fn routes_answers_each_route_of_the_issue_list() {
+    let site = run_example("routes", &[]);
+    let port = site.port;
+    let get = |path: &str| {
+        http_exchange(
+            port,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+    };
+    let answer = |r: &str| -> (u16, String) {
+        let status = r[9..12].parse().unwrap();
+        let body = r.split_once("\r\n\r\n").unwrap().1.to_string();
+        (status, body)
+    };
+    assert_eq!(answer(&get("/")), (200, "Home".into()));
+    assert_eq!(answer(&get("/api/status")), (200, "OK".into()));
+    assert_eq!(answer(&get("/users/42")), (200, "Hello User 42!".into()));
+    assert_eq!(
+        answer(&get("/users/J%C3%BCrgen")),
+        (200, "Hello User Jürgen!".into())
+    );
+    assert_eq!(answer(&get("/api/posts")), (200, "List posts".into()));
+    let r = http_exchange(
+        port,
+        b"POST /api/posts HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"a\":\"b c\"}",
+    );
+    assert_eq!(answer(&r), (201, "created: {\"a\":\"b c\"}".into()));
+    assert_eq!(
+        answer(&get("/api/anything/else")),
+        (404, "Not found".into())
+    );
+    let r = get("/blog/hello");
+    assert_eq!(answer(&r), (302, String::new()));
+    assert!(r.contains("\r\nLocation: /blog/hello/world\r\n"), "{r}");
+    assert_eq!(answer(&get("/ip")), (200, "127.0.0.1".into()));
+    assert_eq!(
+        answer(&get("/nothing/here")),
+        (404, "Unmatched route".into())
+    );
+    let mut ws = connect(&format!("ws://127.0.0.1:{port}/ws"));
+    ws.send(M::text("echo")).unwrap();
+    assert_eq!(recv(&mut ws), M::text("echo"));
+    // Reloading swaps the routes; the WebSocket stays open.
+    assert_eq!(answer(&get("/reload")), (200, "reloaded".into()));
+    assert_eq!(answer(&get("/")), (200, "Home 2".into()));
+    assert_eq!(answer(&get("/api/status")), (200, "OK".into()));
+    ws.send(M::text("still open")).unwrap();
+    assert_eq!(recv(&mut ws), M::text("still open"));
+}
+
 /// Runs a built example to its end (with a bound on the time it may take).
 fn example_output(name: &str, args: &[&str]) -> std::process::Output {
     let mut child = std::process::Command::new(example_path(name))
@@ -105,7 +156,7 @@ fn example_output(name: &str, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn examples_print_usage_for_help_and_refuse_unknown_or_incomplete_flags() {
-    for name in ["chat", "echo"] {
+    for name in ["chat", "echo", "routes"] {
         let usage = format!("usage: {name} [--port N]");
         for help in ["--help", "-h"] {
             let out = example_output(name, &[help]);

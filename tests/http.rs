@@ -151,12 +151,20 @@ fn a_request_that_is_not_a_handshake_is_not_upgraded() {
         "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
-    // Wrong version: uWebSockets routes it as a handshake, we refuse it.
+    // Wrong version: refused with 426 before `fetch` (RFC 6455 4.2.2).
     let r = http(
         server.port,
         &String::from_utf8(handshake("/ws", ""))
             .unwrap()
             .replace("Version: 13", "Version: 8"),
+    );
+    assert!(r.starts_with("HTTP/1.1 426 "), "{r}");
+    // No version: not a handshake, `fetch` refuses to upgrade it.
+    let r = http(
+        server.port,
+        &String::from_utf8(handshake("/ws", ""))
+            .unwrap()
+            .replace("Sec-WebSocket-Version: 13\r\n", ""),
     );
     assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
     assert!(

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 const ENTERING: &[&str] = &[
     "gate.enter()",
     "gate().enter()",
-    "dispatch(",   // websocket::dispatch::dispatch
-    "close_now(",  // websocket::dispatch::close_now
-    "on_control(", // ping and pong, through dispatch
-    ".fetch(res",  // server::callbacks::Ctx::fetch
+    "dispatch(",    // websocket::dispatch::dispatch
+    "close_now(",   // websocket::dispatch::close_now
+    "on_control(",  // ping and pong, through dispatch
+    ".fetch(res",   // server::callbacks::Ctx::fetch
+    ".respond(res", // server::callbacks::Ctx::respond (routes::on_route)
 ];
 
 /// Entry points that never run user code, and why.

@@ -478,12 +478,16 @@ impl<H: ClientHandler> Conn<H> {
         let slot = c.slot.get();
         let state = c.slot_state();
         let hub = c.core.hub();
-        let _in = hub.gate().enter();
+        let entered = hub.gate().enter();
         c.forget(state.id.get());
         state.ready.set(ReadyState::Closed);
         // SAFETY: live and not busy (a connection that has not opened is
         // never handed out); in the Closed state sends are dropped.
-        unsafe { dispatch::handed(conn, slot, "error", |ws| c.handler.error(Some(ws), &error)) };
+        unsafe {
+            dispatch::handed(conn, &entered, slot, "error", |ws| {
+                c.handler.error(Some(ws), &error)
+            })
+        };
         // SAFETY: made in `connect`; unregistered and not busy.
         if let Err(e) = hub.gate().dispose(unsafe { Slot::free(slot) }) {
             dispatch::report(c, None, &e);

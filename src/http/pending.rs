@@ -71,6 +71,9 @@ pub(crate) struct Entry {
     head: bool,
     upgrade: Option<UpgradeTarget>,
     producer: Option<Producer>,
+    /// `Server::timeout` of the request: set again once its body is in
+    /// (uWebSockets turns timeouts off then).
+    timeout: Option<u32>,
 }
 
 struct Slot {
@@ -260,6 +263,10 @@ unsafe extern "C" fn on_data(
     }
     entry.body.extend_from_slice(chunk);
     if last != 0 {
+        if let Some(seconds) = entry.timeout {
+            // SAFETY: the live response of this waiting request.
+            unsafe { sys::uws_res_timeout(core.ssl, entry.res, seconds) };
+        }
         entry.body_done = true;
         let body = Body::from(std::mem::take(&mut entry.body));
         let shared = entry.shared.clone();
@@ -466,6 +473,7 @@ impl Core {
             head: captured.method.eq_ignore_ascii_case("HEAD"),
             upgrade,
             producer: None,
+            timeout: req.timeout,
         });
         let ctx = (self as *const Core).cast_mut().cast();
         // SAFETY: the live response of the running request handler; the

@@ -24,6 +24,11 @@ pub struct Request<'a> {
     /// The server whose `fetch` got it: only that server may take it out
     /// (its connection, context, TLS kind and data type are that server's).
     pub(crate) server: *const crate::server::Core,
+    /// The parameter names of the route that took it (crate::routes),
+    /// alive while its handler runs.
+    pub(crate) params: Option<std::ptr::NonNull<[Box<str>]>>,
+    /// The idle timeout `Server::timeout` set (seconds).
+    pub(crate) timeout: Option<u32>,
     _borrow: PhantomData<&'a mut ()>,
 }
 
@@ -44,6 +49,8 @@ impl<'a> Request<'a> {
             upgrade: None,
             deferred: false,
             server,
+            params: None,
+            timeout: None,
             _borrow: PhantomData,
         }
     }
@@ -83,6 +90,43 @@ impl<'a> Request<'a> {
             self.header("host").unwrap_or(""),
             self.path_and_query()
         )
+    }
+
+    /// Bun's `req.params.name`: the value of the route's `:name` segment,
+    /// percent-decoded (`/users/J%C3%BCrgen` gives `Jürgen` for
+    /// `/users/:id`; bytes that are not UTF-8 become U+FFFD). `None` in
+    /// `fetch` and for a name the route's pattern does not have.
+    pub fn param(&self, name: &str) -> Option<Cow<'a, str>> {
+        let index = self.param_names().iter().position(|n| &**n == name)?;
+        self.raw_param(index).map(crate::routes::decode_segment)
+    }
+
+    /// Bun's `req.params`: every `:name` of the route with its decoded
+    /// value, in pattern order (empty in `fetch`).
+    pub fn params(&self) -> Vec<(&str, Cow<'a, str>)> {
+        self.param_names()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((&**n, crate::routes::decode_segment(self.raw_param(i)?))))
+            .collect()
+    }
+
+    fn param_names(&self) -> &[Box<str>] {
+        match self.params {
+            // SAFETY: set by the route table that routed this request,
+            // which lives while its handler (the holder of `self`) runs.
+            Some(names) => unsafe { names.as_ref() },
+            None => &[],
+        }
+    }
+
+    fn raw_param(&self, index: usize) -> Option<&'a [u8]> {
+        let mut len = 0;
+        // SAFETY: `raw` is the live request; uWebSockets returns a view into
+        // its buffer (null past the last parameter).
+        let p = unsafe { sys::uws_req_parameter(self.raw, u32::try_from(index).ok()?, &mut len) };
+        // SAFETY: non-null results point to `len` bytes of the request.
+        (!p.is_null()).then(|| unsafe { bytes(p, len) })
     }
 
     /// The raw query string without `?` (`name=ann&room=1`).

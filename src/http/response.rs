@@ -28,6 +28,19 @@ impl Response {
         }
     }
 
+    /// Bun's `Response.redirect(url)`: 302 Found with `Location: url` and
+    /// no body.
+    pub fn redirect(url: impl Into<String>) -> Self {
+        Response::redirect_with_status(url, 302)
+    }
+
+    /// Bun's `Response.redirect(url, status)` (301, 303, 307, 308, ...).
+    pub fn redirect_with_status(url: impl Into<String>, status: u16) -> Self {
+        Response::new("")
+            .with_status(status)
+            .with_header("Location", url)
+    }
+
     /// Sets the status code (100-999; others are answered as 500).
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
@@ -56,6 +69,27 @@ impl Response {
     /// The body.
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// The status line (without `HTTP/1.1 `) and header lines, as the
+    /// native side writes a prebuilt response; `None` when invalid.
+    pub(crate) fn prebuilt_head(&self) -> Option<String> {
+        if !self.is_valid() {
+            return None;
+        }
+        let mut line = [0u8; 64];
+        let mut head = String::from_utf8_lossy(status_line(self.status, &mut line)).into_owned();
+        for (k, v) in &self.headers {
+            head.push_str("\r\n");
+            head.push_str(k);
+            head.push_str(": ");
+            head.push_str(v);
+        }
+        Some(head)
+    }
+
+    pub(crate) fn into_body(self) -> Vec<u8> {
+        self.body
     }
 
     fn is_valid(&self) -> bool {

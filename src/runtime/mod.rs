@@ -4,5 +4,5 @@
 mod gate;
 mod panic;
 
-pub(crate) use gate::Gate;
+pub(crate) use gate::{Entered, Gate};
 pub(crate) use panic::{catch, caught, drop_contained, drop_payload, resume};

@@ -63,6 +63,20 @@ impl<H: WebSocketHandler> Ctx<H> {
     }
 
     fn fetch(&self, res: *mut sys::uws_res_t, req: *mut sys::uws_req_t, ws_context: *mut c_void) {
+        self.respond(res, req, ws_context, |request, server| {
+            self.handler.fetch(request, server)
+        })
+    }
+
+    /// Answers a request with what `call` returns: `fetch`, or a route's
+    /// handler (crate::routes), which have the same powers.
+    pub(crate) fn respond(
+        &self,
+        res: *mut sys::uws_res_t,
+        req: *mut sys::uws_req_t,
+        ws_context: *mut c_void,
+        call: impl FnOnce(&mut Request<'_>, &Server<Data<H>>) -> Response,
+    ) {
         let core = self.core();
         let ssl = core.ssl;
         // Counted in before anything else: every user value dropped below
@@ -75,9 +89,7 @@ impl<H: WebSocketHandler> Ctx<H> {
             return;
         }
         let mut request = Request::new(req, res, ssl, ws_context, core);
-        let result = core
-            .gate
-            .call("fetch", || self.handler.fetch(&mut request, &self.server));
+        let result = core.gate.call("fetch", || call(&mut request, &self.server));
         let upgrade = request.upgrade.take();
         let (response, upgrade) = match result {
             Ok(response) => (response, upgrade),

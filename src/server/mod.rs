@@ -122,6 +122,8 @@ pub struct Core {
     /// The bridge to the pub/sub bus, when the server has one (shared by
     /// its threads).
     pub(crate) bus: Option<Arc<BusLink>>,
+    /// Bun's `routes` (crate::routes).
+    pub(crate) routes: crate::routes::RouteState,
 }
 
 impl Core {
@@ -356,6 +358,7 @@ impl Core {
         if self.stopping.replace(true) {
             return;
         }
+        self.routes.closing();
         self.close_keepalive();
         self.timers.clear_all(self);
         let http = self.http.get();
@@ -418,6 +421,7 @@ impl Core {
     /// Bun's `server.stop(true)` on this thread: closes every connection now.
     pub(crate) fn stop_now_local(&self) {
         self.stopping.set(true);
+        self.routes.closing();
         self.close_keepalive();
         self.timers.clear_all(self);
         self.close_stop_timer();
@@ -959,6 +963,7 @@ fn build<H: WebSocketHandler>(
         ctx: Cell::new(ptr::null()),
         hooks: callbacks::hooks::<H>(),
         bus,
+        routes: crate::routes::RouteState::new(),
     };
     let app_owner = App::new(
         thread,
@@ -975,24 +980,22 @@ fn build<H: WebSocketHandler>(
     let mut behavior = callbacks::behavior::<H>(behavior, ctx);
     behavior.subscription_enabled = core.subscription_enabled.as_ptr();
     let pattern = c"/*";
+    // Every request and handshake goes through the router: the routes,
+    // then fetch.
+    let router = crate::routes::router::<H>(ssl, app, pattern, ctx);
+    core.routes.set_router(router);
     // SAFETY: the app is alive; the behavior's context and the flag it
     // points at outlive the app (freed after it by `App`); the trampolines
-    // match the context.
+    // match the context; the router lives as long as the app.
     unsafe {
-        if sys::uws_app_ws(ssl, app, pattern.as_ptr(), &behavior) == 0 {
+        if sys::uws_app_ws_routed(ssl, app, pattern.as_ptr(), &behavior, router) == 0 {
             return Err(Error::InvalidOption {
                 name: "websocket",
                 reason: "refused by uWebSockets".into(),
             });
         }
-        sys::uws_app_any(
-            ssl,
-            app,
-            pattern.as_ptr(),
-            Some(callbacks::on_http::<H>),
-            ctx.cast_mut().cast(),
-        );
     }
+    crate::routes::install_initial(core, app_owner.handler())?;
     for (pattern, names) in tls.iter().flat_map(|t| &t.server_names) {
         // Check the files with a throwaway app first: uSockets skips a
         // server name it cannot load without telling.

@@ -17,7 +17,7 @@ use std::ffi::{c_char, c_int, c_void};
 use crate::error::Error;
 use crate::ffi::bytes;
 use crate::registry::SocketId;
-use crate::runtime::{self, Gate};
+use crate::runtime::{self, Entered, Gate};
 use crate::sys;
 use crate::websocket::side::private::Sealed;
 use crate::websocket::slot::{Closed, Slot, SocketState};
@@ -127,13 +127,15 @@ pub(crate) fn report<E: Events>(e: &E, ws: Option<&mut Socket<E>>, error: &Error
     let _ = gate.call("error", || e.report(ws, error));
 }
 
-/// Runs `f` with the socket handed out (busy), containing and reporting a
+/// Runs `f` with the socket handed out (busy), through the gate the
+/// caller counted itself in at (`entered`), containing and reporting a
 /// panic. Returns whether `f` panicked.
 ///
 /// # Safety
 /// `e` is valid; `slot` is a live slot of its sockets, not busy.
 pub(crate) unsafe fn handed<E: Events>(
     e: *const E,
+    entered: &Entered<'_>,
     slot: *mut SlotOf<E>,
     name: &'static str,
     f: impl FnOnce(&mut Socket<E>),
@@ -145,7 +147,7 @@ pub(crate) unsafe fn handed<E: Events>(
     // `busy` is cleared the only access to the handed part is this one.
     let ws = unsafe { Slot::socket(slot) };
     // SAFETY: `e` is valid (caller's promise); its gate outlives it.
-    let result = unsafe { &*(*e).gate() }.call(name, || f(&mut *ws));
+    let result = unsafe { &*(*e).gate() }.call_entered(entered, name, || f(&mut *ws));
     let panicked = result.is_err();
     if let Err(error) = result {
         // SAFETY: `e` is valid (caller's promise); the socket is busy, so
@@ -179,9 +181,9 @@ pub(crate) unsafe fn dispatch<E: Events>(
         return;
     }
     // SAFETY: `e` is valid until the close below; its gate outlives it.
-    let _in = unsafe { &*(*e).gate() }.enter();
+    let entered = unsafe { &*(*e).gate() }.enter();
     // SAFETY: live and not busy.
-    let panicked = unsafe { handed(e, slot, name, f) };
+    let panicked = unsafe { handed(e, &entered, slot, name, f) };
     // SAFETY: live slot; `deferred` and `ready` are read before anything
     // below may free it.
     let (deferred, ready) = unsafe {
@@ -236,7 +238,7 @@ pub(crate) unsafe fn close_now<E: Events>(
     let code = u16::try_from(code).unwrap_or(1006);
     // SAFETY: live and not busy. In the Closed state every send inside
     // the close handler returns Dropped.
-    unsafe { handed(e, slot, "close", |s| (*e).close(s, code, &reason)) };
+    unsafe { handed(e, &entered, slot, "close", |s| (*e).close(s, code, &reason)) };
     // SAFETY: made by `Slot::new`; this is the one place that frees an
     // opened socket, and nothing refers to it any more (unregistered, not
     // busy).

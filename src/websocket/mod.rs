@@ -308,7 +308,10 @@ impl<T> ServerWebSocket<T> {
 
     /// Bun's `ws.publish(topic, data, compress)`: sends to every socket
     /// subscribed to `topic` except this one (unless `publish_to_self`).
-    /// This socket need not be subscribed to anything.
+    /// This socket need not be subscribed to anything. In the `close`
+    /// handler (the chat's "has left the chat") the socket is already out
+    /// of its topics and the message reaches the other subscribers, as in
+    /// Bun. `NoSubscribers` when nobody else gets it.
     pub fn publish<'m>(
         &mut self,
         topic: &str,
@@ -316,10 +319,17 @@ impl<T> ServerWebSocket<T> {
         compress: bool,
     ) -> PublishStatus {
         let m = message.into();
-        let Some(ws) = self.raw() else {
-            return PublishStatus::Dropped;
-        };
         let core = self.core();
+        let Some(ws) = self.raw() else {
+            // Closed (in its `close` handler, like Bun since 1.1.27):
+            // uWebSockets took the socket out of all its topics before the
+            // close handler, so a publish as the server reaches exactly the
+            // other subscribers.
+            return match self.state().ready.get() {
+                ReadyState::Closed => core.publish(topic, m, compress),
+                _ => PublishStatus::Dropped,
+            };
+        };
         if core.publish_to_self {
             return core.publish(topic, m, compress);
         }

@@ -18,3 +18,4 @@ extern "C" {
 #include "crypto/sni_tree.cpp"
 
 #include "uws_shim.cpp"
+#include "uws_routes.cpp"

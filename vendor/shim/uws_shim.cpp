@@ -59,8 +59,30 @@ uWS::SocketContextOptions context_options(const uws_tls_options_t *options) {
     return o;
 }
 
+// A WebSocket handshake (Upgrade: websocket) for a protocol version other
+// than 13, the only one there is (uWebSockets routes any request with a
+// key of the right length here). Without a version it is no handshake:
+// `fetch` sees it, and refuses it if it tries to upgrade.
+bool unsupported_version(uWS::HttpRequest *q) {
+    std::string_view upgrade = q->getHeader("upgrade");
+    bool websocket = upgrade.length() == 9;
+    for (size_t i = 0; websocket && i < 9; i++) {
+        websocket = (upgrade[i] | 0x20) == "websocket"[i];
+    }
+    std::string_view version = q->getHeader("sec-websocket-version");
+    return websocket && version.length() && version != "13";
+}
+
+// RFC 6455 4.2.2 (and Bun): a handshake of another version is refused
+// with the version we speak, before `fetch` or a route sees it.
 template <bool SSL>
-void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
+void refuse_version(Res<SSL> *r) {
+    r->writeStatus("426 Upgrade Required")->writeHeader("Sec-WebSocket-Version", "13")->end();
+}
+
+// `routed`, when given, takes the handshakes instead of b->upgrade.
+template <bool SSL, typename Routed = std::nullptr_t>
+void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b, Routed routed = nullptr) {
     typename App<SSL>::template WebSocketBehavior<UserData> behavior;
     behavior.compression = (uWS::CompressOptions) b->compression;
     behavior.maxPayloadLength = b->max_payload_length;
@@ -71,8 +93,21 @@ void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     behavior.sendPingsAutomatically = b->send_pings_automatically != 0;
     behavior.maxLifetime = b->max_lifetime;
     void *ctx = b->ctx;
-    if (auto cb = b->upgrade) {
+    if constexpr (!std::is_same_v<Routed, std::nullptr_t>) {
+        behavior.upgrade = [routed = std::move(routed)](Res<SSL> *r, uWS::HttpRequest *q,
+                                                        us_socket_context_t *c) mutable {
+            if (unsupported_version(q)) {
+                refuse_version(r);
+                return;
+            }
+            routed(r, q, c);
+        };
+    } else if (auto cb = b->upgrade) {
         behavior.upgrade = [cb, ctx](Res<SSL> *r, uWS::HttpRequest *q, us_socket_context_t *c) {
+            if (unsupported_version(q)) {
+                refuse_version(r);
+                return;
+            }
             cb(ctx, reinterpret_cast<uws_res_t *>(r), reinterpret_cast<uws_req_t *>(q), c);
         };
     }
@@ -118,31 +153,57 @@ void register_ws(App<SSL> *a, const char *pattern, const uws_ws_behavior_t *b) {
     a->template ws<UserData>(pattern, std::move(behavior));
 }
 
+// Reads a private member of upstream's types without touching their code:
+// an explicit template instantiation may name a private member (C++
+// [temp.spec.general]); `Tag` says which member and its type.
+template <typename Tag, typename Tag::type M>
+struct Expose {
+    friend typename Tag::type member(Tag) { return M; }
+};
+
+// WebSocketData keeps its subscriber node private, with no accessor.
+struct SubscriberOf {
+    using type = uWS::Subscriber *uWS::WebSocketData::*;
+    friend type member(SubscriberOf);
+};
+
+template struct Expose<SubscriberOf, &uWS::WebSocketData::subscriber>;
+
+// The socket's node in the topic tree (null while it is subscribed to nothing).
+template <bool SSL>
+uWS::Subscriber *sender_of(Ws<SSL> *w) {
+    auto *data = static_cast<uWS::WebSocketData *>(us_socket_ext(SSL, reinterpret_cast<us_socket_t *>(w)));
+    return data->*member(SubscriberOf{});
+}
+
 template <bool SSL>
 int ws_publish(Ws<SSL> *w, std::string_view topic, std::string_view message, uWS::OpCode op, bool compress) {
-    if (w->publish(topic, message, op, compress)) {
-        return 1;
-    }
-    // uWebSockets refuses to publish from a socket that never subscribed to
-    // anything (or the topic has no subscribers). Such a socket cannot be
-    // among the topic's subscribers, so publishing as the app does excludes
-    // nobody it should not.
+    // Bun's ws.publish: every subscriber of the topic but the sender. A
+    // socket subscribed to nothing has no subscriber node and cannot be
+    // among the receivers; uWebSockets' own WebSocket::publish refuses to
+    // publish from it, so we go to the topic tree directly, with the
+    // sender's node (or none) excluded. The result says whether anybody
+    // other than the sender gets the message.
     auto *context = us_socket_context(SSL, reinterpret_cast<us_socket_t *>(w));
     auto *data = static_cast<uWS::WebSocketContextData<SSL, UserData> *>(us_socket_context_ext(SSL, context));
+    uWS::Subscriber *sender = sender_of(w);
     if (message.length() >= uWS::LoopData::CORK_BUFFER_SIZE) {
-        return data->topicTree->publishBig(nullptr, topic, {message, op, compress},
-                                           [](uWS::Subscriber *s, uWS::TopicTreeBigMessage &big) {
-                                               auto *target = static_cast<Ws<SSL> *>(s->user);
-                                               target->send(big.message, (uWS::OpCode) big.opCode, big.compress);
-                                           });
+        bool someone = false;
+        data->topicTree->publishBig(sender, topic, {message, op, compress},
+                                    [&someone](uWS::Subscriber *s, uWS::TopicTreeBigMessage &big) {
+                                        someone = true;
+                                        auto *target = static_cast<Ws<SSL> *>(s->user);
+                                        target->send(big.message, (uWS::OpCode) big.opCode, big.compress);
+                                    });
+        return someone;
     }
 #ifdef UWS_HAS_QUEUED_FRAMES
-    return data->topicTree->publish(nullptr, topic, [&](std::string &bytes) {
+    return data->topicTree->publish(sender, topic, [&](std::string &bytes) {
         return uWS::TopicTreeMessage::queue(bytes, message, op, compress);
     });
 #else
     /* Built without our patches (UWS_UNPATCHED=1) */
-    return data->topicTree->publish(nullptr, topic, {std::string(message), op, compress});
+    return data->topicTree->publish(sender, topic, {std::string(message), op, compress});
 #endif
 }
 
@@ -161,11 +222,6 @@ template <bool SSL>
 struct HttpContextOf {
     using type = uWS::HttpContext<SSL> *uWS::TemplatedApp<SSL>::*;
     friend type member(HttpContextOf);
-};
-
-template <typename Tag, typename Tag::type M>
-struct Expose {
-    friend typename Tag::type member(Tag) { return M; }
 };
 
 template struct Expose<HttpContextOf<false>, &uWS::TemplatedApp<false>::httpContext>;

@@ -201,6 +201,61 @@ int uws_app_publish(int ssl, uws_app_t *app, const char *topic, size_t topic_len
                     const char *message, size_t length, uws_opcode_t opcode, int compress) UWS_NOEXCEPT;
 unsigned int uws_app_num_subscribers(int ssl, uws_app_t *app, const char *topic, size_t topic_length) UWS_NOEXCEPT;
 
+/* ---- routes: Bun's `routes` on uWebSockets' own router ---- */
+
+/* A route table: patterns matched by a uWS::HttpRouter of its own
+ * (static segments, then `:param` segments, then a trailing `*`, with
+ * backtracking), each with what every method gets: a prebuilt response
+ * written without leaving C++, a handler of the Rust side, or fetch. */
+typedef struct uws_routes_s uws_routes_t;
+/* What an app's requests go through: the installed route table, then
+ * fetch. Lives as long as its app. */
+typedef struct uws_router_s uws_router_t;
+/* A route's handler: `user` is the table's pointer (uws_routes_create),
+ * `handler` the id given to uws_routes_set_handler. */
+typedef void (*uws_route_handler_t)(void *ctx, void *user, uws_res_t *res, uws_req_t *req,
+                                    void *ws_context, uint32_t handler);
+
+uws_routes_t *uws_routes_create(void *user) UWS_NOEXCEPT;
+/* Frees a table that was never installed. */
+void uws_routes_free(uws_routes_t *routes) UWS_NOEXCEPT;
+/* Adds a pattern (`/users/:id`, `/api/*`); returns its index. */
+int uws_routes_add(uws_routes_t *routes, const char *pattern, size_t pattern_length) UWS_NOEXCEPT;
+/* Route `route` answers `method` (length 0: every method without its own
+ * entry) with a prebuilt response: `head` is the status line without
+ * "HTTP/1.1 " followed by the header lines, CRLF between them and none at
+ * the end ("200 OK\r\nContent-Type: text/plain"); uWebSockets adds Date,
+ * Content-Length and the body. HEAD gets the head and the Content-Length
+ * of the body. */
+void uws_routes_set_static(uws_routes_t *routes, int route, const char *method, size_t method_length,
+                           const char *head, size_t head_length, const char *body,
+                           size_t body_length) UWS_NOEXCEPT;
+/* Route `route` answers `method` (length 0: every method) by calling the
+ * router's route handler with `handler`. For a method with no entry of its
+ * own (HEAD: nor GET's) and no entry for every method, the router goes on
+ * to the next route that matches, and fetch when none does. */
+void uws_routes_set_handler(uws_routes_t *routes, int route, const char *method, size_t method_length,
+                            uint32_t handler) UWS_NOEXCEPT;
+/* Requests no route takes go to the route handler with `handler` instead
+ * of fetch. */
+void uws_routes_set_fallback(uws_routes_t *routes, uint32_t handler) UWS_NOEXCEPT;
+
+/* Every request on `pattern` (and, through uws_app_ws_routed, every
+ * WebSocket handshake) goes through the router: its route table if one is
+ * installed, otherwise `fetch`. */
+uws_router_t *uws_app_router(int ssl, uws_app_t *app, const char *pattern, uws_http_handler_t fetch,
+                             uws_route_handler_t route, void *ctx) UWS_NOEXCEPT;
+/* Installs `routes` (NULL: none) for the requests that come from now on;
+ * the router owns it. The table it replaces is freed once no request it
+ * routed is in a handler. */
+void uws_router_set(uws_router_t *router, uws_routes_t *routes) UWS_NOEXCEPT;
+/* Prebuilt responses end their connection (Connection: close) while set. */
+void uws_router_set_closing(uws_router_t *router, int closing) UWS_NOEXCEPT;
+/* As uws_app_ws, with handshakes routed by `router` (their ws_context set)
+ * instead of going to behavior->upgrade. */
+int uws_app_ws_routed(int ssl, uws_app_t *app, const char *pattern, const uws_ws_behavior_t *behavior,
+                      uws_router_t *router) UWS_NOEXCEPT;
+
 /* ---- WebSocket ---- */
 
 uws_send_status_t uws_ws_send(int ssl, uws_ws_t *ws, const char *data, size_t length,
@@ -238,6 +293,10 @@ const char *uws_req_query(uws_req_t *req, size_t *length) UWS_NOEXCEPT;
 const char *uws_req_header(uws_req_t *req, const char *lower_name, size_t name_length, size_t *length) UWS_NOEXCEPT;
 void uws_req_for_each_header(uws_req_t *req, uws_header_cb_t cb, void *arg) UWS_NOEXCEPT;
 
+/* The raw value of the route's index-th `:param` (in pattern order);
+ * NULL past the last. */
+const char *uws_req_parameter(uws_req_t *req, unsigned int index, size_t *length) UWS_NOEXCEPT;
+
 /* ---- HTTP response ---- */
 
 void uws_res_write_status(int ssl, uws_res_t *res, const char *status, size_t length) UWS_NOEXCEPT;
@@ -250,6 +309,11 @@ int uws_res_closed(int ssl, uws_res_t *res) UWS_NOEXCEPT;
 void uws_res_end(int ssl, uws_res_t *res, const char *body, size_t length, int close_connection) UWS_NOEXCEPT;
 /* Raw remote IP of the HTTP connection, as uws_ws_remote_address. */
 void uws_res_remote_address(int ssl, uws_res_t *res, char *buf, int *length) UWS_NOEXCEPT;
+/* The remote port of the HTTP connection (0 when there is none). */
+int uws_res_remote_port(int ssl, uws_res_t *res) UWS_NOEXCEPT;
+/* The connection's idle timeout from now on, in seconds (0: none);
+ * uWebSockets sets its own again when the response ends or a body arrives. */
+void uws_res_timeout(int ssl, uws_res_t *res, unsigned int seconds) UWS_NOEXCEPT;
 /* A response answered after the request handler returned. Attach the
  * abort handler inside the request handler (uWebSockets requires it); it
  * runs when the connection goes away before the response has ended, and is

@@ -1,7 +1,8 @@
 //! HTTP mode: N keep-alive connections, each with `--pipeline K` requests in
 //! flight (K = 1: one request, its response, the next request; K > 1: K
 //! requests written together, a new one per response). Responses are parsed
-//! for their status and Content-Length only.
+//! for their status and Content-Length only. `--path` picks the request
+//! target (a route of examples/routes.rs and benches/bun/routes.js).
 
 use crate::{closed_loop, cpu_fields, Conn};
 
@@ -88,8 +89,8 @@ pub(crate) fn run_http(mut g: crate::Gen) -> Result<(), String> {
     let k = g.o.pipeline.max(1);
     g.connect_all(false)?;
     let request = format!(
-        "GET / HTTP/1.1\r\nHost: {}.{}.{}.{}:{}\r\n\r\n",
-        g.o.host[0], g.o.host[1], g.o.host[2], g.o.host[3], g.o.port
+        "GET {} HTTP/1.1\r\nHost: {}.{}.{}.{}:{}\r\n\r\n",
+        g.o.path, g.o.host[0], g.o.host[1], g.o.host[2], g.o.host[3], g.o.port
     )
     .into_bytes();
     let (responses, elapsed, ticker) = closed_loop(&mut g, &request, k, "responses")?;

@@ -120,6 +120,8 @@ struct Opts {
     max_pending: usize,
     connect_timeout: f64,
     quiet: bool,
+    /// HTTP mode: the request target (`--path`, default `/`).
+    path: String,
 }
 
 fn usage() -> ! {
@@ -129,7 +131,7 @@ fn usage() -> ! {
   loadgen chat --ports A,B,... ...   (clients spread round robin over several servers)
   loadgen echo --host 127.0.0.1 --port N --clients N --inflight K --size S [--seconds T] [--messages M]
   loadgen idle --host 127.0.0.1 --port N --clients N [--hold S] [--sources K]
-  loadgen http --host 127.0.0.1 --port N --clients N [--pipeline K] [--seconds T] [--messages M]
+  loadgen http --host 127.0.0.1 --port N --clients N [--pipeline K] [--path /P] [--seconds T] [--messages M]
 common: [--max-pending P] (concurrent connects, default 128)
         [--connect-timeout S] (default 60) [--quiet] (no per-second lines)"
     );
@@ -169,6 +171,7 @@ fn parse_opts() -> Opts {
         max_pending: 128,
         connect_timeout: 60.0,
         quiet: false,
+        path: "/".into(),
     };
     let mut i = 1;
     while i < args.len() {
@@ -203,6 +206,13 @@ fn parse_opts() -> Opts {
                 }
             }
             "--port" => o.port = num(flag, val),
+            "--path" => {
+                if !val.starts_with('/') || val.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                    eprintln!("loadgen: --path must start with '/' and have no spaces");
+                    std::process::exit(2)
+                }
+                o.path = val.to_string()
+            }
             "--ports" => o.ports = val.split(',').map(|p| num(flag, p)).collect(),
             "--clients" => o.clients = num(flag, val),
             "--batches" => o.batches = Some(num(flag, val)),
