@@ -53,6 +53,7 @@ fn main() {
         "UWS_SOURCE_DIR",
         "UWS_UNPATCHED",
         "UWS_BINDINGS_OUT",
+        "UWS_PATCHED_TREE_OUT",
         "DOCS_RS",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
@@ -92,7 +93,15 @@ fn main() {
             (false, false) => applied.join(" "),
         }
     );
-    fs::write(out_dir.join("upstream.txt"), note).expect("write upstream.txt");
+    fs::write(out_dir.join("upstream.txt"), &note).expect("write upstream.txt");
+    // fuzz/run.sh compiles its harnesses against this same tree: the same
+    // copy-and-patch step, made once more into a folder it names.
+    if let Some(dir) = env::var_os("UWS_PATCHED_TREE_OUT").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        patches::prepare(&upstream, (!unpatched).then_some(&*patch_dir), &dir)
+            .unwrap_or_else(|e| fail(&format!("UWS_PATCHED_TREE_OUT: {e}")));
+        fs::write(dir.join("upstream.txt"), &note).expect("write upstream.txt");
+    }
 
     let usockets = tree.join("uSockets/src");
     let mut build = cc::Build::new();

@@ -391,6 +391,8 @@ mod ffi;
 mod handler;
 mod http;
 mod options;
+#[cfg(test)]
+mod randomized;
 mod registry;
 mod routes;
 mod runtime;

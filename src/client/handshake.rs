@@ -586,3 +586,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "handshake_randomized.rs"]
+mod randomized;

@@ -72,10 +72,16 @@ impl Target {
             };
             (host, port)
         } else {
-            match authority.rsplit_once(':') {
+            let (host, port) = match authority.rsplit_once(':') {
                 Some((host, port)) => (host, Some(port)),
                 None => (authority, None),
+            };
+            // Else "ws://::1/" would be host ":" on port 1, and a host
+            // with a bracket would print as a URL that does not parse.
+            if host.contains([':', '[', ']']) {
+                return Err(invalid(url, "an IPv6 address must be written in [ ]"));
             }
+            (host, port)
         };
         if host.is_empty() {
             return Err(invalid(url, "no host"));
@@ -168,9 +174,16 @@ mod tests {
             "ws://u:p@h/",
             "ws://[::1/",
             "ws://[nope]/",
+            "ws://::1/",
+            "ws://:[fe80::1]:80/",
+            "ws://a]b/",
             "ws://h/\r\nInjected: 1",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }
 }
+
+#[cfg(test)]
+#[path = "url_randomized.rs"]
+mod randomized;

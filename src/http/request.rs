@@ -142,13 +142,7 @@ impl<'a> Request<'a> {
 
     /// Every query parameter, percent-decoded, in order.
     pub fn query_params(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + 'a {
-        self.query()
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(k), percent_decode(v))
-            })
+        query_pairs(self.query())
     }
 
     /// A header's raw value; the name is matched case-insensitively.
@@ -221,18 +215,7 @@ impl<'a> Request<'a> {
 
     /// Every cookie as (name, value).
     pub fn cookies(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.header("cookie")
-            .unwrap_or("")
-            .split(';')
-            .filter_map(|c| {
-                let (k, v) = c.split_once('=')?;
-                let v = v.trim();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v);
-                Some((k.trim(), v))
-            })
+        cookie_pairs(self.header("cookie").unwrap_or(""))
     }
 
     /// The subprotocols the client offered (Sec-WebSocket-Protocol), in its
@@ -293,6 +276,28 @@ impl std::fmt::Debug for Request<'_> {
     }
 }
 
+/// The parameters of a query string, percent-decoded, in order.
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+/// The (name, value) pairs of a Cookie header; a quoted value loses its
+/// quotes.
+fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> + '_ {
+    header.split(';').filter_map(|c| {
+        let (k, v) = c.split_once('=')?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        Some((k.trim(), v))
+    })
+}
+
 fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
         return Cow::Borrowed(s);
@@ -340,3 +345,7 @@ mod tests {
         assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ="));
     }
 }
+
+#[cfg(test)]
+#[path = "request_randomized.rs"]
+mod randomized;
