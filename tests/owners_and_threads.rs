@@ -67,6 +67,11 @@ fn raw_server(frames: Vec<Vec<u8>>) -> (String, JoinHandle<()>) {
                 return;
             }
         }
+        // Until the client goes, or has said nothing for a while (its
+        // close frame comes at once): then this server closes TCP, as a
+        // server answering a close does, instead of leaving the client to
+        // its closing timeout.
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut sink = [0u8; 4096];
         while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
     })
