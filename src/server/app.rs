@@ -301,9 +301,6 @@ impl<H: WebSocketHandler> App<H> {
         let core = unsafe { (*(ctx as *const Ctx<H>)).server.core() };
         core.close_stop_timer();
         core.stop_now();
-        // A server on several threads whose start failed was never stopped
-        // through its cluster: its timer keeping the loop alive goes here.
-        core.close_keepalive();
         core.leave_loop();
         // SAFETY: every connection is closed and no callback can come any
         // more; the native app is freed before the context its callbacks
