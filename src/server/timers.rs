@@ -64,16 +64,8 @@ impl Timers {
     /// returned unless it is running now.
     fn remove(&self, id: TimerId) -> Option<Option<Callback>> {
         let index = self.find(id)?;
-        let live = {
-            let mut slots = self.slots.borrow_mut();
-            let slot = &mut slots[index];
-            let live = slot.live.take().expect("found");
-            if let Some(g) = slot.generation.checked_add(1) {
-                slot.generation = g;
-                self.free.borrow_mut().push(index as u32);
-            }
-            live
-        };
+        let live = self.slots.borrow_mut()[index].live.take().expect("found");
+        self.retire(index as u32);
         // SAFETY: our native timer, closed once (its slot is gone); closing
         // inside its own callback is allowed. `arg` was made by
         // `Box::into_raw` for it and nothing reads it after this.
@@ -84,8 +76,9 @@ impl Timers {
         Some(live.callback)
     }
 
-    /// Gives back a slot whose id was handed out but never set: its
-    /// generation moves on, so that id never names a later timer.
+    /// Gives back a slot whose timer is gone (or whose id was handed out
+    /// but never set): its generation moves on, so that its id never names
+    /// a later timer.
     fn retire(&self, index: u32) {
         let mut slots = self.slots.borrow_mut();
         let slot = &mut slots[index as usize];
