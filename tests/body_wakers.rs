@@ -8,7 +8,7 @@ mod common;
 use common::child::{child_must_pass, is_child};
 use std::cell::RefCell;
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -20,33 +20,10 @@ use uws::*;
 
 // Helpers
 
-fn options() -> ServeOptions {
-    ServeOptions {
-        hostname: "127.0.0.1".into(),
-        port: 0,
-        stop_grace_period: Duration::from_millis(300),
-        ..Default::default()
-    }
-}
-
 /// Polls `f` once with `waker`.
 fn poll_once<F: Future>(f: F, waker: &Waker) -> Poll<F::Output> {
     let mut f = std::pin::pin!(f);
     f.as_mut().poll(&mut Context::from_waker(waker))
-}
-
-/// Reads what the server sends until it closes or `timeout` passes.
-fn read_all(s: &mut TcpStream, timeout: Duration) -> String {
-    s.set_read_timeout(Some(timeout)).unwrap();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        all.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&all).into_owned()
 }
 
 // ------------------------------------------------------------------------
@@ -87,7 +64,7 @@ fn defers() -> (
     let (ptx, prx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
-        let app = serve(options(), Defers(Mutex::new(ptx))).unwrap();
+        let app = serve(common::scenario_options(), Defers(Mutex::new(ptx))).unwrap();
         tx.send((app.port(), app.handle())).unwrap();
         DEFERS.with(|d| *d.borrow_mut() = Some(app));
         uws::run();
@@ -139,7 +116,7 @@ fn a_body_waker_that_panics_is_contained() {
     s.write_all(b"ping").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     pending.respond(Response::new("answered")).unwrap();
-    let r = read_all(&mut s, Duration::from_secs(2));
+    let r = common::read_until_closed(&mut s, Duration::from_secs(2));
     assert!(r.ends_with("answered"), "{r}");
     handle.stop().unwrap();
     thread.join().unwrap();
@@ -183,8 +160,8 @@ fn a_body_waker_that_drops_the_app_frees_it_after_the_data_callback() {
         .unwrap();
     let _second = prx.recv_timeout(Duration::from_secs(10)).unwrap();
     s.write_all(b"ping").unwrap();
-    let _ = read_all(&mut s, Duration::from_millis(500));
-    let _ = read_all(&mut other, Duration::from_millis(200));
+    let _ = common::read_until_closed(&mut s, Duration::from_millis(500));
+    let _ = common::read_until_closed(&mut other, Duration::from_millis(200));
     // The App is gone; the thread's loop has nothing left and returns.
     thread.join().unwrap();
 }
@@ -294,7 +271,7 @@ fn a_stored_body_waker_whose_drop_panics_is_contained_when_a_stream_ends() {
             Flow::Done
         })
         .unwrap();
-    let r = read_all(&mut s, Duration::from_secs(3));
+    let r = common::read_until_closed(&mut s, Duration::from_secs(3));
     assert!(
         r.ends_with("0\r\n\r\n"),
         "{} bytes, no end of the chunked body",

@@ -7,7 +7,7 @@ mod common;
 
 use common::child::{child_must_pass, is_child};
 use std::cell::RefCell;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -17,29 +17,6 @@ use std::time::Duration;
 use uws::*;
 
 // Helpers
-
-fn options() -> ServeOptions {
-    ServeOptions {
-        hostname: "127.0.0.1".into(),
-        port: 0,
-        stop_grace_period: Duration::from_millis(300),
-        ..Default::default()
-    }
-}
-
-/// Reads what the server sends until it closes or `timeout` passes.
-fn read_all(s: &mut TcpStream, timeout: Duration) -> String {
-    s.set_read_timeout(Some(timeout)).unwrap();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        all.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&all).into_owned()
-}
 
 // ------------------------------------------------------------------------
 // B. `Server::upgrade` after `Server::defer_request` in the same `fetch`.
@@ -122,7 +99,7 @@ fn defer_then_upgrade(on_drop: OnDrop) -> (usize, usize) {
             upgraded: u,
             pending: Mutex::new(Vec::new()),
         };
-        let app = serve(options(), h).unwrap();
+        let app = serve(common::scenario_options(), h).unwrap();
         tx.send((app.port(), app.handle())).unwrap();
         LATE.with(|l| *l.borrow_mut() = Some(app));
         uws::run();
@@ -137,7 +114,7 @@ fn defer_then_upgrade(on_drop: OnDrop) -> (usize, usize) {
     let mut t = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(HANDSHAKE).unwrap();
     let _ = t.write_all(HANDSHAKE);
-    let _ = read_all(&mut s, Duration::from_millis(500));
+    let _ = common::read_until_closed(&mut s, Duration::from_millis(500));
     let _ = handle.stop();
     thread.join().unwrap();
     (
@@ -214,14 +191,14 @@ fn upgrade_after_defer_is_refused() {
     let (u, o) = (up.clone(), opens.clone());
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
-        let app = serve(options(), H(u, o, Mutex::new(Vec::new()))).unwrap();
+        let app = serve(common::scenario_options(), H(u, o, Mutex::new(Vec::new()))).unwrap();
         tx.send((app.port(), app.handle())).unwrap();
         app.run();
     });
     let (port, handle) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(HANDSHAKE).unwrap();
-    let _ = read_all(&mut s, Duration::from_millis(300));
+    let _ = common::read_until_closed(&mut s, Duration::from_millis(300));
     handle.stop().unwrap();
     thread.join().unwrap();
     assert_eq!(

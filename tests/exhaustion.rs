@@ -20,15 +20,6 @@ use uws::*;
 
 // Helpers
 
-fn options() -> ServeOptions {
-    ServeOptions {
-        hostname: "127.0.0.1".into(),
-        port: 0,
-        stop_grace_period: Duration::from_millis(300),
-        ..Default::default()
-    }
-}
-
 /// Upgrades every request, echoes every message.
 struct Echo;
 
@@ -49,7 +40,7 @@ impl WebSocketHandler for Echo {
 fn echo_server() -> (u16, ServerHandle<()>, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
-        let app = serve(options(), Echo).unwrap();
+        let app = serve(common::scenario_options(), Echo).unwrap();
         tx.send((app.port(), app.handle())).unwrap();
         app.run();
     });
@@ -255,7 +246,7 @@ fn a_timer_made_when_out_of_descriptors_is_refused() {
     if !is_child(NAME) {
         return child_must_pass(NAME, Duration::from_secs(60), Some(256));
     }
-    let app = serve(options(), Echo).unwrap();
+    let app = serve(common::scenario_options(), Echo).unwrap();
     let files = exhaust_descriptors();
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         app.set_timeout(Duration::from_millis(10), |s| s.stop());
@@ -325,7 +316,7 @@ fn serve_on_a_new_thread_when_out_of_descriptors_fails() {
         return child_must_pass(NAME, Duration::from_secs(60), Some(256));
     }
     let files = exhaust_descriptors();
-    let r = std::thread::spawn(|| serve(options(), Echo).map(drop)).join();
+    let r = std::thread::spawn(|| serve(common::scenario_options(), Echo).map(drop)).join();
     drop(files);
     assert!(
         matches!(r, Ok(Err(_))),
@@ -461,7 +452,7 @@ fn bus_drops_on_several_threads_keep_the_count_and_the_bridge() {
             threads: 4,
             queue_limit: 1,
             bus: Some(bus),
-            ..options()
+            ..common::scenario_options()
         };
         let app = serve_threaded(
             o,
@@ -488,7 +479,7 @@ fn bus_drops_on_several_threads_keep_the_count_and_the_bridge() {
         let app = serve(
             ServeOptions {
                 bus: Some(pbus),
-                ..options()
+                ..common::scenario_options()
             },
             Echo,
         )

@@ -13,7 +13,7 @@ mod common;
 use common::child::{child_must_pass, is_child};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,15 +22,6 @@ use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use uws::*;
-
-fn options() -> ServeOptions {
-    ServeOptions {
-        hostname: "127.0.0.1".into(),
-        port: 0,
-        stop_grace_period: Duration::from_millis(300),
-        ..Default::default()
-    }
-}
 
 /// Runs the body of test `name` in a child process, which must exit 0.
 macro_rules! in_child {
@@ -74,7 +65,7 @@ macro_rules! spawn_in_thread_local {
     ($m:ident, $handler:expr) => {{
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let app = serve(options(), $handler).unwrap();
+            let app = serve(common::scenario_options(), $handler).unwrap();
             tx.send(app.port()).unwrap();
             $m::APP.with(|a| *a.borrow_mut() = Some(app));
             uws::run();
@@ -86,22 +77,8 @@ macro_rules! spawn_in_thread_local {
     }};
 }
 
-/// Reads until the peer closes or `timeout` passes.
-fn read_all(s: &mut TcpStream, timeout: Duration) -> String {
-    s.set_read_timeout(Some(timeout)).unwrap();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        all.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&all).into_owned()
-}
-
 // ========================================================================
-// FAILING: these show a defect today (see the report for root causes).
+// These found defects, now fixed (each test's comment says what it was).
 // ========================================================================
 
 // ------------------------------------------------------------------------
@@ -169,7 +146,7 @@ fn an_owned_client_close_handler_that_closes_a_server_socket_during_stop_now() {
         30
     );
     use f1::*;
-    let app = serve(options(), Srv).unwrap();
+    let app = serve(common::scenario_options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
     app.connect(&url, ConnectOptions::default(), Cli, ())
         .unwrap();
@@ -251,7 +228,7 @@ fn an_owned_client_error_handler_that_closes_a_server_socket_during_stop_now() {
     // Takes the connection (the kernel's backlog) and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("ws://127.0.0.1:{}/", silent.local_addr().unwrap().port());
-    let app = serve(options(), Srv).unwrap();
+    let app = serve(common::scenario_options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
     app.connect(&silent_url, ConnectOptions::default(), Waits, ())
         .unwrap();
@@ -313,7 +290,7 @@ fn serve_on_new_threads_at_the_descriptor_limit_while_another_thread_takes_one()
     };
     let mut outcomes = [0usize; 2];
     for _ in 0..2000 {
-        let r = std::thread::spawn(|| serve(options(), Nothing).map(drop))
+        let r = std::thread::spawn(|| serve(common::scenario_options(), Nothing).map(drop))
             .join()
             .expect("serve panicked");
         outcomes[usize::from(r.is_ok())] += 1;
@@ -348,7 +325,7 @@ fn a_refused_timer_id_does_not_name_the_next_timer() {
     if !is_child(NAME) {
         return child_must_pass(NAME, Duration::from_secs(60), Some(256));
     }
-    let app = serve(options(), Errors(Mutex::new(Vec::new()))).unwrap();
+    let app = serve(common::scenario_options(), Errors(Mutex::new(Vec::new()))).unwrap();
     let mut files = Vec::new();
     while let Ok(f) = std::fs::File::open("/dev/null") {
         files.push(f);
@@ -390,7 +367,7 @@ fn a_failed_serve_threaded_leaves_nothing_on_the_loop() {
         return child_must_pass(NAME, Duration::from_secs(30), Some(256));
     }
     // This thread's loop exists from now on.
-    drop(serve(options(), Nothing).unwrap());
+    drop(serve(common::scenario_options(), Nothing).unwrap());
     let mut files = Vec::new();
     while let Ok(f) = std::fs::File::open("/dev/null") {
         files.push(f);
@@ -401,7 +378,7 @@ fn a_failed_serve_threaded_leaves_nothing_on_the_loop() {
     let r = serve_threaded(
         ServeOptions {
             threads: 2,
-            ..options()
+            ..common::scenario_options()
         },
         Nothing,
     );
@@ -486,7 +463,7 @@ fn with_socket_from_a_client_handler_stops_the_server_now_inside_cork() {
         30
     );
     use p1::*;
-    let app = serve(options(), Srv).unwrap();
+    let app = serve(common::scenario_options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
     app.connect(&url, ConnectOptions::default(), Cli, ())
         .unwrap();
@@ -557,7 +534,7 @@ fn owned_client_data_whose_drop_drops_its_owner_and_panics() {
         30
     );
     use p2::*;
-    let app = serve(options(), Srv).unwrap();
+    let app = serve(common::scenario_options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
     app.connect(&url, ConnectOptions::default(), Cli, DropsOwner)
         .unwrap();
@@ -628,7 +605,7 @@ fn client_with_socket_from_a_server_handler_whose_close_drops_the_app() {
         30
     );
     use p3::*;
-    let app = serve(options(), Srv).unwrap();
+    let app = serve(common::scenario_options(), Srv).unwrap();
     let url = format!("ws://127.0.0.1:{}/", app.port());
     let h = uws::connect(&url, ConnectOptions::default(), Cli, ()).unwrap();
     CLIENT.with(|c| *c.borrow_mut() = Some(h));
@@ -763,7 +740,7 @@ fn a_timer_closure_whose_drop_drops_the_app_when_stop_clears_it() {
     let (port, thread) = spawn_in_thread_local!(p5, p5::Srv);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let r = read_all(&mut s, Duration::from_secs(5));
+    let r = common::read_until_closed(&mut s, Duration::from_secs(5));
     assert!(r.ends_with("stopping=0"), "{r}");
     thread.join().unwrap();
     assert_eq!(p5::DROPPED_APP.load(Ordering::SeqCst), 1);
@@ -813,7 +790,7 @@ fn an_on_body_callback_that_drops_the_app_answers_and_panics() {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nping")
         .unwrap();
-    let r = read_all(&mut s, Duration::from_secs(5));
+    let r = common::read_until_closed(&mut s, Duration::from_secs(5));
     // The App went away before the answer could be sent: the connection
     // closes (or gets an error status), nothing else.
     assert!(!r.contains(" 200 "), "{r}");
